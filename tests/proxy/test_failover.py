@@ -1,0 +1,110 @@
+"""SIGKILL an engine under steady load: no broken 2xx, few errors, ejection and re-admission in time."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+
+import pytest
+
+from conftest import engine_state, wait_until
+
+HEALTH_INTERVAL = 0.3
+FAILURE_THRESHOLD = 2
+# probes run every interval and time out after 0.5 s; a refused connection during a request ejects at once
+DETECTION_WINDOW = HEALTH_INTERVAL * (FAILURE_THRESHOLD + 1) + 0.5
+
+
+@dataclass
+class Load:
+    """c client threads on keep-alive connections, alternating streaming and non-streaming requests."""
+
+    port: int
+    concurrency: int = 4
+    stop: threading.Event = field(default_factory=threading.Event)
+    ok: int = 0
+    broken_2xx: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _one(self, conn: http.client.HTTPConnection, stream: bool) -> None:
+        body = {"model": "glm-5", "prompt": "x", "max_tokens": 4, "stream": stream}
+        conn.request("POST", "/v1/completions", json.dumps(body), {"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        raw = resp.read()
+        if resp.status != 200:
+            with self.lock:
+                self.errors.append(f"{resp.status} {raw[:200]!r}")
+            return
+        if stream:
+            events = [ln[6:] for ln in raw.decode().split("\n") if ln.startswith("data: ")]
+            complete = events[-1:] == ["[DONE]"] and [json.loads(e)["choices"][0]["text"] for e in events[:-1]] \
+                == ["t0", "t1", "t2", "t3"]
+            aborted = bool(events) and "error" in json.loads(events[-1]) if events[-1:] != ["[DONE]"] else False
+        else:
+            try:
+                complete = json.loads(raw)["choices"][0]["text"] == "t0 t1 t2 t3"
+            except ValueError:
+                complete = False
+            aborted = False
+        with self.lock:
+            if complete:
+                self.ok += 1
+            elif aborted:
+                self.errors.append(f"stream ended with an error event: {raw[-200:]!r}")
+            else:
+                self.broken_2xx.append(repr(raw[:300]))
+
+    def _client(self, idx: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        n = idx
+        while not self.stop.is_set():
+            n += 1
+            try:
+                self._one(conn, stream=n % 2 == 0)
+            except (OSError, http.client.HTTPException) as exc:
+                with self.lock:
+                    self.errors.append(f"client saw {exc!r}")
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        conn.close()
+
+    def __enter__(self) -> "Load":
+        self.threads = [threading.Thread(target=self._client, args=(i,)) for i in range(self.concurrency)]
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(15)
+
+
+@pytest.mark.parametrize("role", ["decode", "prefill"])
+def test_kill_engine_under_load(cluster, role):
+    prefill = [cluster.worker("prefill") for _ in range(2 if role == "prefill" else 1)]
+    decode = [cluster.worker("decode") for _ in range(2 if role == "decode" else 1)]
+    victim = (prefill if role == "prefill" else decode)[0]
+    proxy = cluster.proxy(prefill, decode, "--failure-threshold", str(FAILURE_THRESHOLD), "--max-retries", "2")
+
+    with Load(proxy) as load:
+        time.sleep(1.5)
+        cluster.kill_worker(victim)
+        took = wait_until(lambda: engine_state(proxy, role, victim)["state"] == "down", DETECTION_WINDOW, 0.02)
+        time.sleep(2.0)
+        served_while_down = sum(1 for b in cluster.bodies() if b["port"] == victim)
+        cluster.worker(role, victim)
+        back = wait_until(lambda: engine_state(proxy, role, victim)["state"] == "up", 3.0, 0.02)
+        time.sleep(1.5)
+    served_after = sum(1 for b in cluster.bodies() if b["port"] == victim)
+
+    assert load.broken_2xx == [], f"2xx answers with empty/truncated bodies: {load.broken_2xx[:3]}"
+    assert len(load.errors) <= 2, f"{len(load.errors)} errors, first: {load.errors[:3]}"
+    assert load.ok > 100, f"only {load.ok} good answers in ~5 s"
+    assert took < DETECTION_WINDOW
+    assert back < 3.0
+    assert served_after > served_while_down, "the restarted engine got no traffic after re-admission"
