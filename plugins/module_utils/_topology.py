@@ -33,6 +33,7 @@ DP_MODES = ("external", "internal")
 # them is rejected (they come from the topology, never typed by hand).
 NETWORK_ENV = ("HCCL_IF_IP", "GLOO_SOCKET_IFNAME", "TP_SOCKET_IFNAME", "HCCL_SOCKET_IFNAME")
 DEVICES_ENV = "ASCEND_RT_VISIBLE_DEVICES"
+MANAGEMENT_DEVICES = ("/dev/davinci_manager", "/dev/devmm_svm", "/dev/hisi_hdc")
 # vllm serve flags the planner owns.
 TOPOLOGY_FLAGS = (
     "port", "headless", "data-parallel-size", "data-parallel-size-local",
@@ -132,6 +133,10 @@ def _check_host_shape(host: dict, errors: list[str]) -> None:
         value = host.get(key)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             errors.append(f"host {name} ({role}): vllm_{key} = {value!r}, expected a positive integer")
+    for key in ("dp_rpc_port", "kv_port"):
+        value = host.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            errors.append(f"host {name} ({role}): vllm_{key} = {value!r}, expected a positive integer or null")
     if host.get("dp_mode") not in DP_MODES:
         errors.append(f"host {name} ({role}): vllm_dp_mode = {host.get('dp_mode')!r}, expected one of {', '.join(DP_MODES)}")
     if not host.get("address"):
@@ -160,7 +165,8 @@ def _assign_ranks(members: list[dict], instance: str, errors: list[str]) -> int:
     if missing or extra:
         errors.append(
             f"instance {instance}: DP ranks must cover [0, {dp_size}) exactly once; "
-            f"missing {missing or 'none'}, outside the range {extra or 'none'}; fix vllm_dp_rank_start"
+            f"missing {missing or 'none'}, outside the range "
+            + (", ".join(f"{rank} (on {owners[rank]})" for rank in extra) or "none") + "; fix vllm_dp_rank_start"
         )
     return dp_size
 
@@ -185,12 +191,14 @@ def _check_instance_uniform(members: list[dict], instance: str, errors: list[str
             errors.append(f"instance {instance}: hosts of one instance are in different groups ({', '.join(sorted(roles))})")
 
 
+def _served_name(host: dict) -> str | None:
+    name = (host.get("serve_overrides") or {}).get("served-model-name") or \
+        ((host.get("profile") or {}).get("serve") or {}).get("served-model-name")
+    return (name[0] if isinstance(name, list) else name) if name else None
+
+
 def _devices(start: int, count: int) -> list[int]:
     return list(range(start, start + count))
-
-
-def _has_ep(profile: dict) -> bool:
-    return bool((profile.get("serve") or {}).get("enable-expert-parallel"))
 
 
 def _capacity(instance: str, members: list[dict], dp_size: int, pd: bool, errors: list[str]) -> None:
@@ -204,9 +212,9 @@ def _capacity(instance: str, members: list[dict], dp_size: int, pd: bool, errors
         return
     dense = model.get("dense_gib", 0)
     tp = host["tp_size"]
-    profile = host["profile"]
-    util = float((profile.get("serve") or {}).get("gpu-memory-utilization", 0.9))
-    if _has_ep(profile):
+    serve = {**(host["profile"].get("serve") or {}), **(host.get("serve_overrides") or {})}
+    util = float(serve.get("gpu-memory-utilization") or 0.9)
+    if serve.get("enable-expert-parallel"):
         per_npu = (total - dense) / (dp_size * tp) + dense / tp
     else:
         per_npu = total / tp
@@ -290,6 +298,7 @@ def plan(spec: dict) -> dict:
             "tp_size": master["tp_size"], "dp_mode": master["dp_mode"], "master": master["name"],
             "master_address": master["address"], "dp_rpc_port": master.get("dp_rpc_port"),
             "kv_port": master.get("kv_port"), "hosts": [h["name"] for h in members],
+            "served_model_name": _served_name(master),
         }
         if dp_size > 1 and master.get("dp_rpc_port") is None:
             errors.append(f"instance {name}: data parallel size {dp_size} needs vllm_dp_rpc_port")
@@ -386,6 +395,8 @@ def _plan_host(host: dict, inst: dict, pd: bool, kv_sizes: dict, errors: list[st
         "engine_id": inst["engine_id"], "hardware": hardware.get("name"), "npus": npus,
         "dp_rank_start": host["dp_rank_start"], "dp_size_local": local, "tp_size": tp,
         "ranks": ranks, "launches": launches, "_ports": ports,
+        # The container spec of seed section 4.1: one /dev/davinciN per NPU plus the management nodes.
+        "device_nodes": [f"/dev/davinci{i}" for i in range(npus)] + list(MANAGEMENT_DEVICES),
     }
 
 
@@ -413,7 +424,9 @@ def _launch(host: dict, inst: dict, pd: bool, kv_sizes: dict, ranks: list[dict],
     if external or devices != list(range(npus)):
         env[DEVICES_ENV] = ",".join(str(d) for d in devices)
     for key, value in (profile.get("env") or {}).items():
-        if value is not None:
+        if key in NETWORK_ENV or key == DEVICES_ENV:
+            errors.append(f"host {name} ({role}): deployment profile env sets {key}, which the planner derives from the topology; remove it")
+        elif value is not None:
             env[key] = env_value(value)
     mode_env = (hardware.get("env") or {}).get("pd" if pd else "colocated") or {}
     for key, value in mode_env.items():
@@ -430,6 +443,7 @@ def _launch(host: dict, inst: dict, pd: bool, kv_sizes: dict, ranks: list[dict],
     for key, value in (host.get("serve_overrides") or {}).items():
         if key in TOPOLOGY_FLAGS:
             errors.append(f"host {name} ({role}): vllm_serve_overrides sets --{key}, which the planner derives from the topology; remove it")
+            continue
         serve[key] = value
     additional = deep_merge(serve.pop("additional-config", None) or {}, host.get("additional_config_overrides") or {})
     for flag in TOPOLOGY_FLAGS:
