@@ -39,6 +39,8 @@ _VNIC_RES = (re.compile(r"^vnic link status: (UP|DOWN)$"), re.compile(rf"^vnic i
 _PING_HEAD_RE = re.compile(rf"^device (\d+)(?: dev \S+)? PING6? (?:(\S+) to )?(\S+)$")
 # seq=O (letter O) appears in published samples where 0 was meant.
 _PING_RECV_RE = re.compile(r"^recv seq=([0-9Oo]+),\s*time=(\d+(?:\.\d+)?)\s*ms$")
+# A lost packet: real hccn_tool prints this line instead of a recv line.
+_PING_LOST_RE = re.compile(r"^recv time out seq=([0-9Oo]+)$")
 _PING_SUM_RE = re.compile(r"^(\d+) packets transmitted, (\d+) received, (\d+(?:\.\d+)?)% packet loss$")
 _LLDP_TLV_RE = re.compile(r"^(\S.*) TLV$")
 _LLDP_IFNAME_RE = re.compile(r"^\s*Ifname:\s*(\S.*)$")
@@ -249,6 +251,8 @@ def parse_ping_records(text: str) -> List[Dict[str, Any]]:
         elif ping is not None and recv:
             ping["seqs"].append(int(recv.group(1).replace("O", "0").replace("o", "0")))
             ping["times_ms"].append(float(recv.group(2)))
+        elif ping is not None and _PING_LOST_RE.match(stripped):
+            continue
         elif ping is not None and summary:
             records.append(_close_ping(ping, summary, lineno, line))
             ping = None

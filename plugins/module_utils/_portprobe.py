@@ -47,6 +47,21 @@ def _listen_inodes(port: int, proc: str = PROC) -> set:
     return inodes
 
 
+def _fd_links(fd_dir: str) -> List[str]:
+    """Targets of a process's fds; fds that close meanwhile (or are not ours to read) are skipped."""
+    try:
+        names = os.listdir(fd_dir)
+    except OSError:
+        return []
+    links = []
+    for name in names:
+        try:
+            links.append(os.readlink(f"{fd_dir}/{name}"))
+        except OSError:
+            continue
+    return links
+
+
 def owner_of(port: int, proc: str = PROC) -> Optional[Dict[str, Any]]:
     """The process listening on ``port``: {pid, process, unit}; None when no owner is visible."""
     inodes = _listen_inodes(port, proc)
@@ -54,12 +69,7 @@ def owner_of(port: int, proc: str = PROC) -> Optional[Dict[str, Any]]:
         return None
     wanted = {f"socket:[{inode}]" for inode in inodes}
     for pid in sorted((int(p) for p in os.listdir(proc) if p.isdigit())):
-        fd_dir = f"{proc}/{pid}/fd"
-        try:
-            links = [os.readlink(f"{fd_dir}/{fd}") for fd in os.listdir(fd_dir)]
-        except OSError:
-            continue
-        if wanted.intersection(links):
+        if wanted.intersection(_fd_links(f"{proc}/{pid}/fd")):
             return {"pid": pid, "process": _read(f"{proc}/{pid}/comm").strip(),
                     "unit": unit_of_cgroup(_read(f"{proc}/{pid}/cgroup"))}
     return {"pid": None, "process": None, "unit": None}

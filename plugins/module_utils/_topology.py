@@ -542,7 +542,7 @@ def _plan_proxy(pspec: dict | None, hosts: list[dict], info: dict, pd: bool, out
     decoders = [s for i in info.values() if i["role"] == "decode" for s in i["api_servers"]]
     port = int(pspec.get("port", 8000))
     bind = str(pspec.get("bind", "0.0.0.0"))
-    backend = pspec.get("backend", "vllm_ascend_example")
+    backend = pspec.get("backend", "ascend_pd_proxy")
     argv = proxy_argv(backend, pspec, bind, port, prefillers, decoders)
     if argv is None:
         errors.append(f"host {host['name']} (proxy): pd_proxy_backend {backend!r} unknown; use vllm_ascend_example, ascend_pd_proxy or vllm_router")
@@ -578,9 +578,14 @@ def proxy_argv(backend: str, pspec: dict, bind: str, port: int, prefillers: list
             argv += ["--prefill", f"http://{s['address']}:{s['port']}"]
         for s in decoders:
             argv += ["--decode", f"http://{s['address']}:{s['port']}"]
-        argv += ["--host", bind, "--port", str(port), "--policy", str(pspec.get("router_policy", "round_robin"))]
-        if pspec.get("health_interval") is not None:
-            argv += ["--health-check-interval-secs", str(pspec["health_interval"])]
+        # round_robin, not the default cache_aware: that one renders/tokenizes every request on every worker.
+        argv += ["--host", bind, "--port", str(port), "--policy", str(pspec.get("router_policy", "round_robin")),
+                 "--health-check-endpoint", "/health"]
+        for key, flag in (("health_interval", "--health-check-interval-secs"),
+                          ("failure_threshold", "--health-failure-threshold"),
+                          ("max_retries", "--retry-max-retries")):
+            if pspec.get(key) is not None:
+                argv += [flag, str(pspec[key])]
         return argv
     return None
 

@@ -33,7 +33,7 @@ def doubling_rounds(holders: list[str], needers: list[str]) -> list[list[dict[st
     """Rounds of {"src", "dst"} pairs: each holder serves at most one needer per round."""
     if not holders and needers:
         raise ValueError("no host holds the weights, cannot serve %s" % ", ".join(needers))
-    have = list(holders)
+    have = list(dict.fromkeys(holders))
     waiting = [host for host in needers if host not in have]
     rounds = []
     while waiting:

@@ -136,7 +136,7 @@ results:
   returned: state is connect
   type: list
   elements: dict
-unreachable:
+failed_targets:
   description: C(state=connect) - the results that did not connect.
   returned: state is connect
   type: list
@@ -185,7 +185,7 @@ def main() -> None:
         module.exit_json(changed=False, **start_listener(params["ports"], params["seconds"]))
     if state == "connect":
         results = connect_all([(t["address"], t["port"]) for t in params["targets"]], params["timeout"])
-        module.exit_json(changed=False, results=results, unreachable=[r for r in results if not r["ok"]])
+        module.exit_json(changed=False, results=results, failed_targets=[r for r in results if not r["ok"]])
     module.exit_json(changed=False, stopped=stop_listener(params["pid"], params["start_time"]))
 
 

@@ -229,7 +229,8 @@ def test_pd_xpyd_two_prefill_instances():
     ("vllm_router", {"bind": "127.0.0.1", "health_interval": 5, "router_policy": "cache_aware"},
      ["vllm-router", "--vllm-pd-disaggregation", "--prefill", "http://192.0.2.10:6700",
       "--decode", "http://192.0.2.11:6721", "--decode", "http://192.0.2.11:6722", "--host", "127.0.0.1",
-      "--port", "8000", "--policy", "cache_aware", "--health-check-interval-secs", "5"]),
+      "--port", "8000", "--policy", "cache_aware", "--health-check-endpoint", "/health",
+      "--health-check-interval-secs", "5"]),
 ])
 def test_proxy_argv(backend, pspec, want):
     spec = pd_cluster([host("p0", "prefill", api_port=6700)],

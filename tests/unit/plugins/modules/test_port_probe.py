@@ -37,12 +37,12 @@ def test_listen_connect_stop_round_trip(run_module):
     try:
         assert started["bound"] == [port] and started["pid"]
         reached = run_module("port_probe", {"state": "connect", "targets": [{"address": "127.0.0.1", "port": port}]})
-        assert reached["unreachable"] == [] and reached["results"][0]["ok"] is True
+        assert reached["failed_targets"] == [] and reached["results"][0]["ok"] is True
     finally:
         stopped = run_module("port_probe", {"state": "stopped", "pid": started["pid"], "start_time": started["start_time"]})
     assert stopped["stopped"] is True
     after = run_module("port_probe", {"state": "connect", "targets": [{"address": "127.0.0.1", "port": port}], "timeout": 1})
-    assert after["unreachable"][0]["port"] == port
+    assert after["failed_targets"][0]["port"] == port
 
 
 def test_bad_ports_fail_with_the_values(run_module):
