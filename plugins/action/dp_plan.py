@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: ascend_ops.vllm contributors
-# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Controller side of dp_plan: gather every planned host's vllm_* variables
 from the inventory (so the plan covers the whole cluster even under --limit)
 and run the pure planner."""
@@ -87,6 +87,7 @@ class ActionModule(ActionBase):
             "env_overrides": var("vllm_env_overrides") or {},
             "serve_overrides": var("vllm_serve_overrides") or {},
             "additional_config_overrides": var("vllm_additional_config_overrides") or {},
+            "settings": var("vllm_settings") or {},
         }
 
     def run(self, tmp=None, task_vars=None):
@@ -108,8 +109,10 @@ class ActionModule(ActionBase):
                 proxy_host = groups["proxy"][0]
                 proxy = {key: self._var(hostvars, task_vars, proxy_host, var) for key, var in PROXY_VARS.items()}
                 proxy = {key: value for key, value in proxy.items() if value is not None}
+        version = {"name": self._templar.template(task_vars.get("vllm_ascend_version")),
+                   "rules": self._templar.template(task_vars.get("vllm_ascend_versions"))}
         try:
-            planned = plan({"hosts": hosts, "proxy": proxy, "require_nic": args.get("require_nic")})
+            planned = plan({"hosts": hosts, "proxy": proxy, "require_nic": args.get("require_nic"), "version": version})
         except PlanError as exc:
             result.update(failed=True, msg="plan rejected:\n" + "\n".join(exc.errors), errors=exc.errors)
             return result

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: ascend_ops.vllm contributors
-# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """text_table filter: a list of dicts as aligned text lines."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ options:
     elements: str
     required: true
 author:
-  - ascend_ops.vllm contributors
+  - ascend_ops.vllm maintainers (@ascend-ops)
 """
 
 EXAMPLES = r"""

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: ascend_ops.vllm contributors
-# Apache License 2.0 (see LICENSE)
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Topology planner for vllm-ascend deployments: the one place that computes
 ranks, ports, device lists, DP masters, KV handshake ranges and proxy lists.
 
@@ -24,6 +24,10 @@ import copy
 import json
 import shlex
 
+from ansible_collections.ascend_ops.vllm.plugins.module_utils._versions import (
+    VersionError, context as version_context, lint_launch, migrate_profile,
+)
+
 ROLES_PD = ("prefill", "decode")
 ROLE_ENGINE = "engine"
 ROLE_PROXY = "proxy"
@@ -45,7 +49,7 @@ HOST_KEYS = (
     "name", "groups", "address", "nic", "instance", "hardware", "npu_count",
     "tp_size", "dp_size_local", "dp_rank_start", "dp_mode", "api_port",
     "dp_rpc_port", "kv_port", "model", "model_path", "profile",
-    "env_overrides", "serve_overrides", "additional_config_overrides",
+    "env_overrides", "serve_overrides", "additional_config_overrides", "settings",
 )
 
 # Values that must agree on every host of one DP instance.
@@ -283,6 +287,7 @@ def plan(spec: dict) -> dict:
     for host in engines:
         if not isinstance(host.get("profile"), dict):
             host["profile"] = {}
+    version = _render_for_version(spec.get("version"), engines)
 
     instances = _group_instances(hosts)
     info: dict[str, dict] = {}
@@ -339,7 +344,24 @@ def plan(spec: dict) -> dict:
         "instances": {name: info[name] for name in order},
         "proxy": proxy,
         "warnings": list(dict.fromkeys(warnings)),
+        **({"version": version} if version else {}),
     }
+
+
+def _render_for_version(vspec: dict | None, engines: list[dict]) -> dict | None:
+    """Render every engine host's profile for the image version (recipes keyed by version)."""
+    vspec = vspec or {}
+    try:
+        ctx = version_context(vspec.get("name"), vspec.get("rules"))
+        notes: dict[str, list[str]] = {}
+        for host in engines:
+            host["profile"], notes[host["name"]] = migrate_profile(host["profile"], ctx, host["role"], host.get("settings"))
+            host["_version"] = ctx
+    except VersionError as exc:
+        raise PlanError(exc.errors) from exc
+    if ctx is None:
+        return None
+    return {"name": ctx["name"], "family": ctx["family"], "notes": {k: v for k, v in notes.items() if v}}
 
 
 def _plan_host(host: dict, inst: dict, pd: bool, kv_sizes: dict, errors: list[str], warnings: list[str]) -> dict:
@@ -415,7 +437,8 @@ def _launch(host: dict, inst: dict, pd: bool, kv_sizes: dict, ranks: list[dict],
     multi_host = len(inst["hosts"]) > 1 or pd
     if profile.get("network_env", multi_host):
         if not host.get("nic") and host["_nic_required"]:
-            errors.append(f"host {name} ({role}): no NIC for HCCL/GLOO/TP sockets; set vllm_nic_name or let preflight derive it from the address {host['address']} (F15)")
+            errors.append(f"host {name} ({role}): no NIC for HCCL/GLOO/TP sockets; set vllm_nic_name, or deploy "
+                          f"(the plan role derives it from the address {host['address']}) (F15)")
         env["HCCL_IF_IP"] = host["address"]
         for var in NETWORK_ENV[1:]:
             env[var] = host.get("nic") or ""
@@ -492,6 +515,7 @@ def _launch(host: dict, inst: dict, pd: bool, kv_sizes: dict, ranks: list[dict],
         argv += ["--kv-transfer-config", json.dumps(kv_config)]
 
     _check_rules(f"host {name} ({role})", role, pd, hardware, profile, env, additional, errors, warnings)
+    lint_launch(f"host {name} ({role})", role, env, additional, host.get("_version"), errors, warnings)
     return {
         "name": unit_name, "unit": unit_name + ".service", "instance": inst["name"], "role": role,
         "ranks": [r["rank"] for r in ranks], "api_port": None if headless else first["api_port"],

@@ -1,7 +1,7 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
 # Copyright: ascend_ops.vllm contributors
-# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ description:
     also under C(--limit).
   - Pure computation on the controller; never changes anything.
 author:
-  - ascend_ops.vllm contributors
+  - ascend_ops.vllm maintainers (@ascend-ops)
 options:
   hosts:
     description:

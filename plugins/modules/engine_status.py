@@ -1,7 +1,7 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
 # Copyright: ascend_ops.vllm contributors
-# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ description:
     C(NRestarts), C(MainPID)) and, for API servers, C(GET /health) on the loopback address.
   - Returns one row per launch, for the status playbook's table. Never changes anything.
 author:
-  - ascend_ops.vllm contributors
+  - ascend_ops.vllm maintainers (@ascend-ops)
 options:
   launches:
     description:

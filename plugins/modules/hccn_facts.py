@@ -56,12 +56,14 @@ options:
 attributes:
   check_mode:
     support: full
+    description: Read-only; check mode returns the same facts.
   diff_mode:
     support: none
+    description: Nothing changes, so there is nothing to diff.
 notes:
   - O(devices) and O(device_count) are mutually exclusive.
 author:
-  - ascend_ops.vllm maintainers
+  - ascend_ops.vllm maintainers (@ascend-ops)
 """
 
 EXAMPLES = r"""

@@ -46,7 +46,7 @@ attributes:
     description: Returns the C(weight_map) entries before and after.
     support: full
 author:
-  - ascend_ops.vllm contributors
+  - ascend_ops.vllm maintainers (@ascend-ops)
 """
 
 EXAMPLES = r"""

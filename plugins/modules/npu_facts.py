@@ -23,10 +23,12 @@ options:
 attributes:
   check_mode:
     support: full
+    description: Read-only; check mode returns the same facts.
   diff_mode:
     support: none
+    description: Nothing changes, so there is nothing to diff.
 author:
-  - ascend_ops.vllm maintainers
+  - ascend_ops.vllm maintainers (@ascend-ops)
 """
 
 EXAMPLES = r"""

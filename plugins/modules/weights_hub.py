@@ -47,7 +47,7 @@ attributes:
     description: Nothing to diff.
     support: none
 author:
-  - ascend_ops.vllm contributors
+  - ascend_ops.vllm maintainers (@ascend-ops)
 """
 
 EXAMPLES = r"""

@@ -54,7 +54,7 @@ attributes:
     description: Read-only; there is nothing to diff.
     support: none
 author:
-  - ascend_ops.vllm contributors
+  - ascend_ops.vllm maintainers (@ascend-ops)
 """
 
 EXAMPLES = r"""

@@ -147,6 +147,22 @@ class ClientResponse:
     conn: "Connection"
     pool: "ConnectionPool"
     _done: bool = False
+    _body: bytes | None = None
+
+    async def prefetch(self) -> None:
+        """Read a Content-Length body now (inside the caller's deadline); read_all then returns it."""
+        length = self.headers.get("content-length")
+        if length is None or "chunked" in self.headers.get("transfer-encoding", "").lower():
+            return
+        try:
+            self._body = await self.conn.reader.readexactly(int(length))
+        except asyncio.IncompleteReadError as exc:
+            self.conn.close()
+            raise BackendIOError(f"body truncated: got {len(exc.partial)} of {length} bytes") from exc
+        except (ConnectionError, OSError) as exc:
+            self.conn.close()
+            raise BackendIOError(f"connection broke while reading body: {exc!r}") from exc
+        self._finish(True)
 
     async def iter_body(self, idle_timeout: float) -> AsyncIterator[bytes]:
         """Yield body pieces; each wait for the backend is bounded by idle_timeout."""
@@ -201,6 +217,8 @@ class ClientResponse:
 
     async def read_all(self, timeout: float) -> bytes:
         """The whole body within timeout (fast path for Content-Length bodies)."""
+        if self._body is not None:
+            return self._body
         length = self.headers.get("content-length")
         if length is None or "chunked" in self.headers.get("transfer-encoding", "").lower():
             body = bytearray()
@@ -267,8 +285,11 @@ class ConnectionPool:
         self.idle.clear()
 
     async def request(self, method: str, path: str, headers: dict[str, str], body: bytes,
-                      timeout: float) -> ClientResponse:
-        """Send a request; a reused connection that dies before answering is retried once fresh."""
+                      timeout: float, buffered: bool = False) -> ClientResponse:
+        """Send a request; a reused connection that dies before answering is retried once fresh.
+
+        buffered: also read a Content-Length body within the same deadline (one timer per exchange).
+        """
         host_hdr = f"[{self.host}]" if ":" in self.host else self.host
         head = [f"{method} {path} HTTP/1.1", f"Host: {host_hdr}:{self.port}",
                 f"Content-Length: {len(body)}"]
@@ -277,21 +298,26 @@ class ConnectionPool:
         while self.idle:
             conn = self.idle.pop()
             try:
-                return await self._exchange(conn, payload, timeout)
+                return await self._exchange(conn, payload, timeout, buffered)
             except _StaleConnection:
                 continue
         conn = await self._open(timeout)
         try:
-            return await self._exchange(conn, payload, timeout)
+            return await self._exchange(conn, payload, timeout, buffered)
         except _StaleConnection as exc:
             raise BackendIOError(f"{self.host}:{self.port} closed the connection without answering") from exc
 
-    async def _exchange(self, conn: Connection, payload: bytes, timeout: float) -> ClientResponse:
+    async def _exchange(self, conn: Connection, payload: bytes, timeout: float, buffered: bool) -> ClientResponse:
         try:
-            conn.writer.write(payload)
             async with asyncio.timeout(timeout):
+                conn.writer.write(payload)
                 await conn.writer.drain()
                 head = await _read_head(conn.reader)
+                if head is None:
+                    raise _StaleConnection()
+                resp = self._response(conn, head)
+                if buffered:
+                    await resp.prefetch()
         except TimeoutError:
             conn.close()
             raise
@@ -304,16 +330,15 @@ class ConnectionPool:
         except BaseException:
             conn.close()
             raise
-        if head is None:
-            conn.close()
-            raise _StaleConnection()
+        return resp
+
+    def _response(self, conn: Connection, head: bytes) -> ClientResponse:
         lines = head.split(b"\r\n")
         parts = lines[0].decode("latin-1").split(" ", 2)
         try:
             status = int(parts[1])
             headers = _parse_headers(lines[1:])
         except (IndexError, ValueError, ProtocolError) as exc:
-            conn.close()
             raise BackendIOError(f"{self.host}:{self.port} sent bad status line {lines[0][:80]!r}") from exc
         return ClientResponse(status, headers, conn, self)
 

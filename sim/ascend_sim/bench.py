@@ -1,4 +1,4 @@
-"""``vllm bench serve``: random-dataset streaming benchmark with vLLM's summary and result JSON."""
+"""``vllm bench serve``: streaming benchmark (random, sharegpt, custom datasets) with vLLM's summary and JSON."""
 
 from __future__ import annotations
 
@@ -20,6 +20,15 @@ from urllib.parse import urlsplit
 from ascend_sim.openai_api import WORDS
 
 TIMEOUT = 600.0
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One request to send: prompt text, its length in tokens (words) and the output tokens to ask for."""
+
+    prompt: str
+    prompt_len: int
+    output_len: int
 
 
 @dataclass
@@ -47,14 +56,14 @@ def _get_model(args: argparse.Namespace) -> str:
     return str(json.loads(conn.getresponse().read())["data"][0]["id"])
 
 
-def _payload(args: argparse.Namespace, model: str, prompt: str) -> dict[str, Any]:
-    body: dict[str, Any] = {"model": model, "max_tokens": args.random_output_len, "stream": True,
+def _payload(args: argparse.Namespace, model: str, sample: Sample) -> dict[str, Any]:
+    body: dict[str, Any] = {"model": model, "max_tokens": sample.output_len, "stream": True,
                             "stream_options": {"include_usage": True}, "ignore_eos": args.ignore_eos,
                             "temperature": 0.0}
     if args.endpoint.endswith("chat/completions"):
-        body["messages"] = [{"role": "user", "content": prompt}]
+        body["messages"] = [{"role": "user", "content": sample.prompt}]
     else:
-        body["prompt"] = prompt
+        body["prompt"] = sample.prompt
     return body
 
 
@@ -92,19 +101,58 @@ def _one(args: argparse.Namespace, body: dict[str, Any], prompt_len: int) -> Res
     return res
 
 
-def _prompts(args: argparse.Namespace) -> list[str]:
+def _random_samples(args: argparse.Namespace) -> list[Sample]:
     rng = random.Random(args.seed)
-    return [" ".join(rng.choice(WORDS) for _ in range(args.random_input_len)) for _ in range(args.num_prompts)]
+    return [Sample(" ".join(rng.choice(WORDS) for _ in range(args.random_input_len)), args.random_input_len,
+                   args.random_output_len) for _ in range(args.num_prompts)]
 
 
-def _run_all(args: argparse.Namespace, model: str, prompts: list[str]) -> list[Result]:
+def _sharegpt_samples(args: argparse.Namespace, rows: list[Any]) -> list[Sample]:
+    """First human turn as prompt; output length from the answer unless --sharegpt-output-len (vLLM's filter)."""
+    pool = []
+    for row in rows:
+        turns = row.get("conversations") or row.get("conversation") or []
+        if len(turns) < 2:
+            continue
+        prompt, answer = str(turns[0].get("value", "")), str(turns[1].get("value", ""))
+        in_len, out_len = len(prompt.split()), args.sharegpt_output_len or len(answer.split())
+        if in_len < 4 or out_len < 4 or in_len > 1024 or in_len + out_len > 2048:
+            continue
+        pool.append(Sample(prompt, in_len, out_len))
+    random.Random(args.seed).shuffle(pool)
+    return pool[:args.num_prompts]
+
+
+def _custom_samples(args: argparse.Namespace, text: str) -> list[Sample]:
+    """JSON lines with a "prompt" key; every request asks for --custom-output-len tokens."""
+    rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    pool = [Sample(str(r["prompt"]), len(str(r["prompt"]).split()), args.custom_output_len) for r in rows]
+    random.Random(args.seed).shuffle(pool)
+    return pool[:args.num_prompts]
+
+
+def _samples(args: argparse.Namespace) -> list[Sample]:
+    """The requests of the run; a named dataset needs --dataset-path and must yield at least one request."""
+    if args.dataset_name == "random":
+        return _random_samples(args)
+    if not args.dataset_path:
+        raise ValueError(f"--dataset-name {args.dataset_name} needs --dataset-path")
+    text = Path(args.dataset_path).read_text()
+    samples = (_sharegpt_samples(args, json.loads(text)) if args.dataset_name == "sharegpt"
+               else _custom_samples(args, text))
+    if not samples:
+        raise ValueError(f"{args.dataset_path}: no usable {args.dataset_name} request in it")
+    return samples
+
+
+def _run_all(args: argparse.Namespace, model: str, prompts: list[Sample]) -> list[Result]:
     limit = threading.Semaphore(args.max_concurrency or len(prompts) or 1)
     rng = random.Random(args.seed)
     results: list[Result] = [Result()] * len(prompts)
 
     def task(i: int) -> None:
         with limit:
-            results[i] = _one(args, _payload(args, model, prompts[i]), args.random_input_len)
+            results[i] = _one(args, _payload(args, model, prompts[i]), prompts[i].prompt_len)
 
     with ThreadPoolExecutor(max_workers=min(len(prompts), args.max_concurrency or 256) or 1) as pool:
         for i in range(len(prompts)):
@@ -160,10 +208,14 @@ def run(args: argparse.Namespace) -> int:
         return 2
     percentiles = sorted({float(p) for p in args.metric_percentiles.split(",") if p.strip()} | {50.0, 99.0})
     try:
+        prompts = _samples(args)
+    except (OSError, KeyError, TypeError, AttributeError, ValueError) as err:
+        print(f"ERROR: cannot load the {args.dataset_name} dataset: {err!r}", file=sys.stderr)
+        return 2
+    try:
         model = args.served_model_name or args.model or _get_model(args)
-        prompts = _prompts(args)
         for warm in prompts[:args.num_warmups]:
-            _one(args, _payload(args, model, warm), args.random_input_len)
+            _one(args, _payload(args, model, warm), warm.prompt_len)
     except (OSError, http.client.HTTPException, KeyError, IndexError, ValueError) as err:
         print(f"ERROR: cannot reach the server at {_base(args)[0]}:{_base(args)[1]}: {err!r}", file=sys.stderr)
         return 1
@@ -176,7 +228,8 @@ def run(args: argparse.Namespace) -> int:
     out_tokens = sum(r.output_tokens for r in done)
     in_tokens = sum(r.prompt_len for r in done)
     out: dict[str, Any] = {
-        "date": datetime.now().strftime("%Y%m%d-%H%M%S"), "backend": args.backend, "model_id": args.model or model,
+        "date": datetime.now().strftime("%Y%m%d-%H%M%S"), "endpoint_type": args.backend, "backend": args.backend,
+        "label": None, "model_id": args.model or model,
         "tokenizer_id": args.model or model, "num_prompts": args.num_prompts,
         "request_rate": args.request_rate if args.request_rate != float("inf") else "inf",
         "burstiness": 1.0, "max_concurrency": args.max_concurrency, "duration": duration,
@@ -184,6 +237,10 @@ def run(args: argparse.Namespace) -> int:
         "total_output_tokens": out_tokens, "request_throughput": len(done) / duration,
         "output_throughput": out_tokens / duration, "total_token_throughput": (in_tokens + out_tokens) / duration,
     }
+    for item in args.metadata or []:
+        key, sep, value = item.partition("=")
+        if sep:
+            out[key.strip()] = value.strip()
     tpots = [(r.latency - r.ttft) / (r.output_tokens - 1) for r in done if r.output_tokens > 1]
     series = {"ttft": [r.ttft for r in done], "tpot": tpots, "itl": [x for r in done for x in r.itl],
               "e2el": [r.latency for r in done]}

@@ -23,8 +23,8 @@ class HTTPError(Exception):
 
     def response(self) -> "Response":
         """The JSON error response."""
-        return json_response({"error": {"message": self.message, "type": self.err_type, "param": None,
-                                         "code": self.status}}, self.status)
+        body = {"error": {"message": self.message, "type": self.err_type, "param": None, "code": self.status}}
+        return json_response(body, self.status)
 
 
 @dataclass

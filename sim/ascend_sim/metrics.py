@@ -73,7 +73,9 @@ class Metrics:
                   for r, n in sorted(self.success.items())]
         for name, hist, text in (
             ("vllm:time_to_first_token_seconds", self.ttft, "Histogram of time to first token in seconds."),
-            ("vllm:time_per_output_token_seconds", self.tpot, "Histogram of time per output token in seconds."),
+            ("vllm:inter_token_latency_seconds", self.tpot, "Histogram of inter-token latency in seconds."),
+            ("vllm:time_per_output_token_seconds", self.tpot,
+             "Histogram of time per output token in seconds (deprecated alias of inter_token_latency)."),
         ):
             lines += [f"# HELP {name} {text}", f"# TYPE {name} histogram"] + hist.lines(name, lab)
         return "\n".join(lines) + "\n"

@@ -87,7 +87,10 @@ def _add_bench(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--endpoint", type=str, default="/v1/completions")
     p.add_argument("--model", type=str, default=None)
     p.add_argument("--served-model-name", type=str, default=None)
-    p.add_argument("--dataset-name", choices=["random"], default="random")
+    p.add_argument("--dataset-name", choices=["random", "sharegpt", "custom"], default="random")
+    p.add_argument("--dataset-path", type=str, default=None)
+    p.add_argument("--sharegpt-output-len", type=int, default=None)
+    p.add_argument("--custom-output-len", type=int, default=256)
     p.add_argument("--random-input-len", type=int, default=1024)
     p.add_argument("--random-output-len", type=int, default=128)
     p.add_argument("--num-prompts", type=int, default=1000)
@@ -101,6 +104,7 @@ def _add_bench(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--result-filename", type=str, default=None)
     p.add_argument("--percentile-metrics", type=str, default="ttft,tpot,itl")
     p.add_argument("--metric-percentiles", type=str, default="99")
+    p.add_argument("--metadata", metavar="KEY=VALUE", nargs="*")
     return p
 
 

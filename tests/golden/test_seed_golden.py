@@ -23,6 +23,13 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SEED = Path(__file__).with_name("seed_glm5_tutorial.txt")
+
+
+def seed_text() -> str:
+    """The tutorial; its typographic quotes are stored escaped (\\u2019) so the repository passes no-smart-quotes."""
+    return re.sub(r"\\u(201[89cd])", lambda m: chr(int(m.group(1), 16)), SEED.read_text(encoding="utf-8"))
+
+
 ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
 
 
@@ -33,7 +40,7 @@ ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
 def seed_scripts() -> list[dict]:
     """Every `vllm serve` script of the seed: its exports, shell variables and argv."""
     # Multi-line scripts continue with "\\<newline>"; the one-line PD scripts keep a literal "\\ ".
-    text = re.sub(r"\\\n|\\ ", " ", SEED.read_text(encoding="utf-8").replace("\xa0", " "))
+    text = re.sub(r"\\\n|\\ ", " ", seed_text().replace("\xa0", " "))
     text = text[text.index("5 Online Service Deployment"):]  # section 4's docker exports are not serve env
     scripts, env, shell_vars = [], {}, {}
     for line in text.splitlines():
@@ -62,7 +69,7 @@ def seed_scripts() -> list[dict]:
 
 def seed_dp_launches() -> list[dict]:
     """The seed's launch_online_dp.py invocations, expanded as the script does."""
-    text = SEED.read_text(encoding="utf-8")
+    text = seed_text()
     launches = []
     for match in re.finditer(r"python launch_online_dp\.py ([^\n]+)", text):
         args = shlex.split(match.group(1))
@@ -84,7 +91,7 @@ def seed_dp_launches() -> list[dict]:
 
 
 def seed_proxy_argv() -> list[str]:
-    text = re.sub(r"\\\n", " ", SEED.read_text(encoding="utf-8").replace("\xa0", " "))
+    text = re.sub(r"\\\n", " ", seed_text().replace("\xa0", " "))
     line = next(ln for ln in text.splitlines() if re.search(r"load_balance_proxy_server_example\.py\s+--port", ln))
     return shlex.split(line)
 

@@ -1,7 +1,8 @@
 """A tiny vLLM-like engine for proxy tests (stdlib only, run as a subprocess).
 
 It speaks the PD kv_transfer_params flow, records every completion body it gets (JSON lines, --record),
-and can misbehave on demand: --delay (slow answers), --die-after-chunks (SIGKILL-like exit mid-stream).
+and can misbehave on demand: --delay (slow answers), --die-after-chunks (SIGKILL-like exit mid-stream),
+--fail-status (every answer, /health too, is that status, like a vLLM rank whose DP group lost a member).
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def do_GET(self) -> None:  # noqa: N802
-        if self.path == "/health":
+        if ARGS.fail_status:
+            self._send(ARGS.fail_status, {"error": {"message": "DP group incomplete"}})
+        elif self.path == "/health":
             self.send_response(200)
             self.send_header("Content-Length", "0")
             self.end_headers()
@@ -52,6 +55,9 @@ class Handler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
         if self.path == "/tokenize":  # asked by vllm-router before it routes
             self._send(200, {"tokens": [1, 2, 3], "count": 3, "max_model_len": 4096})
+            return
+        if ARGS.fail_status:
+            self._send(ARGS.fail_status, {"error": {"message": "DP group incomplete"}})
             return
         if not self.path.endswith("completions"):
             self._send(404, {"error": f"no route {self.path}"})
@@ -125,6 +131,7 @@ def main() -> None:
     p.add_argument("--delay", type=float, default=0.0)
     p.add_argument("--chunk-delay", type=float, default=0.0)
     p.add_argument("--die-after-chunks", type=int, default=None)
+    p.add_argument("--fail-status", type=int, default=0, help="answer every request with this status (a broken DP group)")
     p.parse_args(namespace=ARGS)
     ThreadingHTTPServer.request_queue_size = 256
     server = ThreadingHTTPServer(("127.0.0.1", ARGS.port), Handler)

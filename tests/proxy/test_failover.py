@@ -108,3 +108,26 @@ def test_kill_engine_under_load(cluster, role):
     assert took < DETECTION_WINDOW
     assert back < 3.0
     assert served_after > served_while_down, "the restarted engine got no traffic after re-admission"
+
+
+def test_engine_answering_5xx_leaves_rotation_at_once(cluster):
+    """A fast 503 engine would draw least-outstanding traffic; the proxy probes it on the first 5xx and ejects it."""
+    prefill = [cluster.worker("prefill")]
+    good = cluster.worker("decode")
+    broken = cluster.worker("decode", None, "--fail-status", "503")
+    proxy = cluster.proxy(prefill, [broken, good], "--health-interval", "30", "--max-retries", "1")
+    took = None
+    statuses = []
+    start = time.monotonic()
+    for _ in range(20):
+        conn = http.client.HTTPConnection("127.0.0.1", proxy, timeout=10)
+        conn.request("POST", "/v1/completions", json.dumps({"model": "glm-5", "prompt": "x", "max_tokens": 2}),
+                     {"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        statuses.append((resp.status, json.loads(resp.read())["choices"][0]["text"] if resp.status == 200 else ""))
+        conn.close()
+        if took is None and engine_state(proxy, "decode", broken)["state"] == "down":
+            took = time.monotonic() - start
+    assert statuses == [(200, "t0 t1")] * 20, statuses
+    assert took is not None and took < 2.0, "the 503 engine stayed in rotation though health probes are 30 s apart"
+    assert "GET /health answered 503" in engine_state(proxy, "decode", broken)["last_error"]

@@ -460,8 +460,8 @@ def test_missing_nic_only_for_required_hosts(require_nic, failing):
     if failing is None:
         assert launches(plan(spec), "n1")[0]["env"]["GLOO_SOCKET_IFNAME"] == ""
     else:
-        assert rejected(spec) == [f"host {failing} (engine): no NIC for HCCL/GLOO/TP sockets; set vllm_nic_name or "
-                                  f"let preflight derive it from the address 192.0.2.11 (F15)"]
+        assert rejected(spec) == [f"host {failing} (engine): no NIC for HCCL/GLOO/TP sockets; set vllm_nic_name, or "
+                                  f"deploy (the plan role derives it from the address 192.0.2.11) (F15)"]
 
 
 @pytest.mark.parametrize("hosts, line", [
@@ -535,8 +535,8 @@ def test_resolve_profile_extends_in_order_and_null_removes():
 # --------------------------------------------------------------------------
 
 def test_env_override_null_removes_and_values_are_strings():
-    planned = plan(cluster(host("n0", "engine", env_overrides={"OMP_NUM_THREADS": None, "HCCL_BUFFSIZE": 512,
-                                                                "MY_FLAG": True})))
+    overrides = {"OMP_NUM_THREADS": None, "HCCL_BUFFSIZE": 512, "MY_FLAG": True}
+    planned = plan(cluster(host("n0", "engine", env_overrides=overrides)))
     env = launches(planned, "n0")[0]["env"]
     assert "OMP_NUM_THREADS" not in env and env["HCCL_BUFFSIZE"] == "512" and env["MY_FLAG"] == "true"
     assert env["HCCL_OP_EXPANSION_MODE"] == "AIV"

@@ -43,8 +43,8 @@ def test_reports_devices(run_module, tmp_path, fixture, layout, npu_count, chip_
 
 def test_unhealthy_chips_are_reported(run_module, tmp_path):
     result = run_module("npu_facts", {"npu_smi_path": fake_npu_smi(tmp_path, "info_a2_unhealthy.txt")})
-    assert [(c["npu_id"], c["health"]) for c in result["chips"] if c["health"] != "OK"] == [(3, "Warning"),
-                                                                                          (6, "Alarm")]
+    unhealthy = [(c["npu_id"], c["health"]) for c in result["chips"] if c["health"] != "OK"]
+    assert unhealthy == [(3, "Warning"), (6, "Alarm")]
 
 
 @pytest.mark.parametrize("check", [False, True])
