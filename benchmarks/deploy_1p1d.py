@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """Benchmark (not a test): wall time of deploy_1p1d.yml on the simulated cluster.
 
 Brings the sim_1p1d machines up if needed, tears any deployment down, then times

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """Benchmark: the seed tutorial's adjust_weight.py (torch + safetensors) against our streaming
 mtp_weights, on the same synthetic >= 2 GB bf16 checkpoint. Run by hand, not a test:
 
@@ -14,7 +14,6 @@ Targets: peak RSS <= 0.1x, time <= 1.0x. Both outputs are checked to hold the sa
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -86,7 +85,7 @@ def ensure_venv(venv: Path) -> Path:
     """Venv with torch 2.13.0 (CPU), safetensors and numpy; created once and reused."""
     python = venv / "bin" / "python"
     if python.exists() and subprocess.run([str(python), "-c", "import torch, safetensors, numpy"],
-                                          capture_output=True).returncode == 0:
+                                          capture_output=True, check=False).returncode == 0:
         return python
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     subprocess.run([str(python), "-m", "pip", "install", "-q", "torch==2.13.0", "safetensors", "numpy"], check=True)
@@ -124,7 +123,7 @@ def measure(argv: list[str]) -> tuple[float, int]:
     """(wall seconds, peak RSS in bytes) of one child process."""
     start = time.monotonic()
     proc = subprocess.Popen(argv)
-    _, status, usage = os.wait4(proc.pid, 0)
+    _pid, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.monotonic() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode:

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """Benchmark: how `plan()` scales from a 10-host to a 1,000-host xPyD cluster. Run by hand, not a test:
 
     .venv/bin/python benchmarks/plan_scale.py [--runs 5]
@@ -60,7 +60,7 @@ def build_spec(prefill: tuple[int, int], decode: tuple[int, int]) -> dict:
 
 def best_time(spec: dict, runs: int) -> tuple[float, dict]:
     best, planned = float("inf"), {}
-    for _ in range(runs):
+    for _run in range(runs):
         start = time.perf_counter()
         planned = plan(spec)
         best = min(best, time.perf_counter() - start)
@@ -79,7 +79,7 @@ def main() -> None:
         rows.append((label, engines, seconds))
         print(f"{label}: {engines} engine hosts, {len(planned['instances'])} instances, {launches} launches, "
               f"best of {args.runs}: {seconds * 1000:.1f} ms ({seconds / engines * 1e6:.0f} us/host)")
-    (_, small_n, small_s), (_, large_n, large_s) = rows
+    (_small, small_n, small_s), (_large, large_n, large_s) = rows
     print(f"per-host ratio large/small: {(large_s / large_n) / (small_s / small_n):.2f} (1.0 = linear)")
 
 

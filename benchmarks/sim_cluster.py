@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """Boot time and idle memory of the simulated 1P1D cluster (7 machines), cold and warm.
 
 Cold = base image and simulator layer removed (`simctl down --purge`) and rebuilt;
@@ -21,7 +21,7 @@ MIB_TARGET = 30.0
 
 
 def simctl(*args: str) -> str:
-    res = subprocess.run([sys.executable, str(SIMCTL), *args], capture_output=True, text=True)
+    res = subprocess.run([sys.executable, str(SIMCTL), *args], capture_output=True, text=True, check=False)
     if res.returncode != 0:
         raise SystemExit(f"simctl {' '.join(args)} failed ({res.returncode}):\n{res.stdout}{res.stderr}")
     return res.stdout
@@ -48,7 +48,7 @@ def main() -> int:
     args = parser.parse_args()
     try:
         simctl("down", "--purge")
-        cold, _ = boot(args.inventory, "cold")
+        cold, _cold_mib = boot(args.inventory, "cold")
         simctl("down")
         warm, mib = boot(args.inventory, "warm")
     finally:

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """Weights distribution on 5 simulated machines: the doubling tree (storage local) vs every machine
 downloading from the source, with the source link shaped to R and machine links to 10R.
 
@@ -71,7 +71,7 @@ def deploy(distribution: str) -> float:
             "-e", "model_weights_http_url=http://%s:%d/ckpt/" % (BIND, PORT), "-e", "model_weights_path=%s" % TARGET,
             "-e", "model_weights_mtp_adjust=false", "-e", "model_weights_poll_interval=1"]
     start = time.monotonic()
-    proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True)
+    proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, check=False)
     took = time.monotonic() - start
     if proc.returncode != 0:
         raise SystemExit("%s run failed (rc %d):\n%s" % (distribution, proc.returncode, proc.stdout[-4000:]))

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """Bounded load through the PD proxy while an operation runs (upgrade, restart).
 
 Runs C client threads that POST /v1/completions to URL until --stop-file appears,
@@ -72,7 +72,7 @@ def main() -> None:
                         counts["errors"].append(reason)
             time.sleep(0.05)
 
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(args.concurrency)]
+    threads = [threading.Thread(target=worker, daemon=True) for _worker in range(args.concurrency)]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """Generate the variable table of every role README from meta/argument_specs.yml.
 
     scripts/role_readme.py          # rewrite the tables

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """Generate docs/version-rules.md from roles/vllm/defaults/main/versions.yml.
 
     scripts/version_rules_doc.py          write the file

@@ -36,7 +36,7 @@ _TLS_RE = re.compile(r"^dev_id:\s*(\d+),\s*tls switch\[([01])\]\(0:disable, 1:en
                      r"tls alarm time threshold\[(\d+)\]days$")
 _VNIC_RES = (re.compile(r"^vnic link status: (UP|DOWN)$"), re.compile(rf"^vnic ipaddr:\s*({_IPV4})$"),
              re.compile(rf"^vnic netmask:\s*({_IPV4})$"))
-_PING_HEAD_RE = re.compile(rf"^device (\d+)(?: dev \S+)? PING6? (?:(\S+) to )?(\S+)$")
+_PING_HEAD_RE = re.compile(r"^device (\d+)(?: dev \S+)? PING6? (?:(\S+) to )?(\S+)$")
 # seq=O (letter O) appears in published samples where 0 was meant.
 _PING_RECV_RE = re.compile(r"^recv seq=([0-9Oo]+),\s*time=(\d+(?:\.\d+)?)\s*ms$")
 # A lost packet: real hccn_tool prints this line instead of a recv line.
@@ -205,7 +205,7 @@ def parse_lldp(text: str) -> Dict[str, Any]:
     return {
         "chassis_mac": _lldp_field(tlvs, "Chassis ID", "MAC"),
         "port_ifname": _lldp_field(tlvs, "Port ID", "Ifname"),
-        "system_description": "\n".join(line.strip() for _, line in description) or None,
+        "system_description": "\n".join(line.strip() for _lineno, line in description) or None,
         "mgmt_address": _lldp_field(tlvs, "Management Address", "IPv4"),
         "max_frame_size": int(frame[0][1]) if frame else None,
         "tlvs": sorted(tlvs),

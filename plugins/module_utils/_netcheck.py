@@ -222,7 +222,7 @@ def sort_rows(rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
         index, row = item
         npu = int(row["npu"]) if str(row["npu"]).isdigit() else -1
         return (row["status"] == "OK", str(row["node"]), npu, index)
-    return [row for _, row in sorted(enumerate(rows), key=key)]
+    return [row for _index, row in sorted(enumerate(rows), key=key)]
 
 
 def format_table(rows: List[Dict[str, Any]], columns: Tuple[str, ...] = TABLE_COLUMNS) -> str:

@@ -169,7 +169,7 @@ class _Parser:
             first = _match_cells(cells, _ROW1_CELLS, "chip row (NPU Name | Health | Power Temp)", lineno, line)
             self.pending = (int(first[0][0]), first[0] + first[1], first[2], lineno, line)
             return
-        npu_id, name_health, power_temp, _, _ = self.pending
+        npu_id, name_health, power_temp = self.pending[:3]
         ident = _ROW2_ID[self.layout].match(cells[0]) if cells else None
         if ident is None:
             raise ParseError(f"{self.layout.upper()} chip id cell does not match the header", lineno, line)

@@ -128,9 +128,9 @@ def _serve(socks: List[socket.socket], deadline: float) -> None:
         sock.setblocking(False)
         selector.register(sock, selectors.EVENT_READ)
     while (left := deadline - time.monotonic()) > 0:
-        for key, _ in selector.select(timeout=min(left, 1.0)):
+        for key, _events in selector.select(timeout=min(left, 1.0)):
             try:
-                conn, _ = key.fileobj.accept()
+                conn, _peer = key.fileobj.accept()
                 conn.close()
             except OSError:
                 pass

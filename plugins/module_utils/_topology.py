@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import copy
 import json
-import shlex
 
 from ansible_collections.ascend_ops.vllm.plugins.module_utils._versions import (
     VersionError, context as version_context, lint_launch, migrate_profile,
@@ -245,7 +244,7 @@ def _kv_sizes(instances: dict, info: dict, role: str, errors: list[str]) -> dict
             f"group {role}: instances have different shapes ({described}); kv_connector_extra_config.{role} "
             f"can describe only one; make every {role} instance the same dp/tp (F10)"
         )
-    (dp, tp), _ = sorted(shapes.items())[0]
+    dp, tp = min(shapes)
     return {"dp_size": dp, "tp_size": tp}
 
 

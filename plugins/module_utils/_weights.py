@@ -281,7 +281,7 @@ def verify_weights(path: str, index_name: Optional[str] = None, manifest: Union[
     """Check every shard the index names; raise WeightsError naming the first bad shard/tensor."""
     path = os.path.normpath(path)
     index_path = find_index(path, index_name)
-    _, weight_map = load_weight_map(index_path)
+    weight_map = load_weight_map(index_path)[1]
     by_shard: dict[str, list[str]] = {}
     for tensor, shard in weight_map.items():
         by_shard.setdefault(shard, []).append(tensor)

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) ascend_ops.vllm contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Getting a checkpoint onto every host (standard library only).
+"""Getting a checkpoint onto every host (standard library and ansible.module_utils.urls).
 
 - ``doubling_rounds``: the in-cluster copy schedule. Round k: every host that holds the weights
   serves one host that does not, so N hosts are served in ceil(log2(N / holders)) rounds and the
@@ -18,9 +18,10 @@ import json
 import os
 import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass, field
 from typing import Optional
+
+from ansible.module_utils import urls
 
 CHUNK = 1024 * 1024
 
@@ -83,13 +84,14 @@ class Mirror:
         headers = dict(self.headers)
         if offset:
             headers["Range"] = "bytes=%d-" % offset
-        request = urllib.request.Request(self.url(name), headers=headers, method=method)
         try:
-            return urllib.request.urlopen(request, timeout=self.timeout)  # noqa: S310 - operator's mirror URL
+            # bytes exactly as served (sizes are checked); no netrc: the token is the only credential sent
+            return urls.open_url(self.url(name), headers=headers, method=method, timeout=self.timeout,
+                                 decompress=False, use_netrc=False)
         except urllib.error.HTTPError as exc:
             exc.close()
             raise FetchError("%s %s answered HTTP %d %s" % (method, self.url(name), exc.code, exc.reason)) from None
-        except (urllib.error.URLError, OSError) as exc:
+        except (OSError, urls.ConnectionError) as exc:
             raise FetchError("%s %s failed: %s" % (method, self.url(name), getattr(exc, "reason", exc))) from None
 
     def size(self, name: str) -> Optional[int]:

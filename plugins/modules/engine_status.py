@@ -71,8 +71,8 @@ unhealthy:
 """
 
 import urllib.error
-import urllib.request
 
+from ansible.module_utils import urls
 from ansible.module_utils.basic import AnsibleModule
 
 
@@ -92,11 +92,11 @@ def unit_state(module: AnsibleModule, unit: str) -> dict:
 
 def health(port: int, path: str, timeout: float):
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as resp:
+        with urls.open_url(f"http://127.0.0.1:{port}{path}", timeout=timeout, use_proxy=False, use_netrc=False) as resp:
             return resp.status
     except urllib.error.HTTPError as exc:
         return exc.code
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, urls.ConnectionError) as exc:
         return f"unreachable ({getattr(exc, 'reason', exc)})"
 
 

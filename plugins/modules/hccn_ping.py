@@ -176,10 +176,11 @@ def main() -> None:
     with ThreadPoolExecutor(max_workers=min(params["max_parallel"], max(len(by_device), 1))) as pool:
         done = [item for batch in pool.map(lambda jobs: _ping_device(module, tool, params["count"], jobs),
                                            by_device.values()) for item in batch]
-    errors = [error for _, _, error in sorted(done, key=lambda item: item[0]) if error]
+    ordered = sorted(done, key=lambda item: item[0])
+    errors = [error for _index, _result, error in ordered if error]
     if errors:
         module.fail_json(msg="hccn_tool ping failed: " + "; ".join(errors))
-    results = [result for _, result, _ in sorted(done, key=lambda item: item[0])]
+    results = [result for _index, result, _error in ordered]
     module.exit_json(changed=False, results=results, failed_pairs=sum(1 for r in results if not r["ok"]))
 
 

@@ -107,7 +107,7 @@ def _probe_once(src: str, dst: str) -> float:
 
 def _ping_tcp(src: str, dst: str, count: int) -> list[float]:
     """RTTs in ms from a TCP connect probe bound to src."""
-    return [_probe_once(src, dst) for _ in range(count)]
+    return [_probe_once(src, dst) for _probe in range(count)]
 
 
 def _ping(dev: dict[str, Any], idx: int, args: dict[str, str], _hw: str) -> str:

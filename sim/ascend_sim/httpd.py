@@ -97,7 +97,7 @@ async def _read_request(reader: asyncio.StreamReader) -> Request | None:
         raw = await reader.readline()
         if raw in (b"\r\n", b"\n", b""):
             break
-        name, _, value = raw.decode("latin-1").partition(":")
+        name, _sep, value = raw.decode("latin-1").partition(":")
         headers[name.strip().lower()] = value.strip()
     body = await _read_body(reader, headers)
     return Request(method.upper(), urlsplit(target).path, target, headers, body)

@@ -56,7 +56,7 @@ def generate(prompt: str, seed: int, max_tokens: int, ignore_eos: bool) -> tuple
     rng = random.Random(hashlib.sha256(f"{seed}\0{prompt}".encode()).digest())
     natural = 64 + rng.randrange(64)
     count = max_tokens if ignore_eos else min(max_tokens, natural)
-    tokens = [" " + rng.choice(WORDS) for _ in range(count)]
+    tokens = [" " + rng.choice(WORDS) for _token in range(count)]
     return tokens, "length" if count >= max_tokens else "stop"
 
 
@@ -241,7 +241,7 @@ class Engine:
                 m.tpot.observe((time.perf_counter() - first) / (len(tokens) - 1))
 
     async def _run(self, tokens: list[str], finish: str, prompt_tokens: int, arrival: float) -> None:
-        async for _ in self._tokens(tokens, prompt_tokens, arrival):
+        async for _token in self._tokens(tokens, prompt_tokens, arrival):
             pass
         self.metrics.success[finish] += 1
 

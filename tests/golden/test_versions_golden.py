@@ -27,7 +27,7 @@ def render(tmp_path: Path, version: str | None) -> dict:
     proc = subprocess.run(
         [str(Path(sys.executable).parent / "ansible-playbook"), "playbooks/render.yml",
          "-i", "inventories/a3_1p1d_w8a8/hosts.yml", "-e", f"render_dir={tmp_path}", *extra],
-        cwd=REPO, env=dict(os.environ, ANSIBLE_NOCOLOR="1"), capture_output=True, text=True, timeout=300)
+        cwd=REPO, env=dict(os.environ, ANSIBLE_NOCOLOR="1"), capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:]
     return json.loads((tmp_path / "plan.json").read_text())
 
@@ -51,6 +51,7 @@ def test_pd_render_per_version(version, tmp_path):
         for launch in items:
             last = (tmp_path / host / f"{launch['name']}.sh").read_text().strip().splitlines()[-1]
             assert shlex.split(last) == ["exec"] + launch["argv"]
+
 
 def test_default_version_is_the_seed(tmp_path):
     assert launches(render(tmp_path, None)) == json.loads((GOLDEN / "a3_1p1d_w8a8.v0.20.2rc1.json").read_text())

@@ -41,7 +41,7 @@ def render(inventory: Path, dest: Path, *extra: str) -> subprocess.CompletedProc
     return subprocess.run(
         [str(ANSIBLE_PLAYBOOK), "playbooks/render.yml", "-i", str(inventory / "hosts.yml"),
          "-e", f"render_dir={dest}", *extra],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False)
 
 
 def plan_failure(proc: subprocess.CompletedProcess) -> list[str]:

@@ -93,7 +93,7 @@ def test_keep_alive_and_metrics_move(server: int) -> None:
     success = _metric(server, "vllm:request_success_total", 'finished_reason="length"')
     ttft = _metric(server, "vllm:time_to_first_token_seconds_count")
     conn = http.client.HTTPConnection("127.0.0.1", server, timeout=10)
-    for _ in range(3):  # one connection, three requests
+    for _request in range(3):  # one connection, three requests
         conn.request("POST", "/v1/completions", json.dumps({"model": "glm-5", "prompt": "x y", "max_tokens": 5}),
                      {"Content-Type": "application/json"})
         assert conn.getresponse().read()

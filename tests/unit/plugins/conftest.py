@@ -27,10 +27,10 @@ def run_module() -> Callable[..., Dict[str, Any]]:
         if check:
             argv.append("--check")
         env = dict(os.environ, ANSIBLE_DEPRECATION_WARNINGS="0", ANSIBLE_NOCOLOR="1")
-        proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False)
         line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("localhost | ")), None)
         assert line is not None, f"no result line from ansible (rc={proc.returncode}): {proc.stdout}{proc.stderr}"
-        status, _, payload = line[len("localhost | "):].partition(" => ")
+        status, _sep, payload = line[len("localhost | "):].partition(" => ")
         result = json.loads(payload)
         assert (status == "SUCCESS") == (proc.returncode == 0), (status, proc.returncode)
         result["_status"] = status.rstrip("!")

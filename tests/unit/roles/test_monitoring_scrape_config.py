@@ -44,8 +44,8 @@ def test_one_vllm_target_per_planned_api_server_with_plan_labels(rendered: Path)
     jobs = {j["job_name"]: j for j in yaml.safe_load((rendered / "prometheus.yml").read_text())["scrape_configs"]}
     got = {c["targets"][0]: c["labels"] for c in jobs["vllm"]["static_configs"]}
     want = {f"{a['address']}:{a['port']}": {"role": inst["role"], "instance": inst["name"],
-                                           "rank": ",".join(map(str, a["ranks"])), "host": a["host"],
-                                           "unit": a["unit"]}
+                                            "rank": ",".join(map(str, a["ranks"])), "host": a["host"],
+                                            "unit": a["unit"]}
             for inst in plan["instances"].values() for a in inst["api_servers"]}
     assert got == want and len(got) == 10
     assert jobs["proxy"]["static_configs"][0]["targets"] == [f"{plan['proxy']['address']}:{plan['proxy']['port']}"]

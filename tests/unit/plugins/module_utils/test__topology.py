@@ -577,7 +577,7 @@ def instance_shapes(draw, pd: bool) -> dict:
     nhosts = draw(st.integers(1, 6))
     mode = "external" if pd else draw(st.sampled_from(["external", "internal"]))
     local = st.integers(1, NPUS[hw] // tp)
-    locals_ = [draw(local)] * nhosts if mode == "internal" else [draw(local) for _ in range(nhosts)]
+    locals_ = [draw(local)] * nhosts if mode == "internal" else [draw(local) for _host in range(nhosts)]
     return {"hw": hw, "tp": tp, "mode": mode, "locals": locals_}
 
 
@@ -610,7 +610,7 @@ def valid_topologies(draw) -> tuple[dict, dict]:
             truth[inst] = {"tp": shape["tp"], "dp": start, "members": members, "npus": NPUS[shape["hw"]]}
             # Interleave instances in the inventory, keeping each instance's own host order.
             keys += sorted(draw(st.lists(st.integers(0, 99), min_size=len(members), max_size=len(members))))
-    hosts = [h for _, h in sorted(zip(keys, hosts), key=lambda pair: pair[0])]
+    hosts = [h for _key, h in sorted(zip(keys, hosts), key=lambda pair: pair[0])]
     proxy = None
     if pd:
         on = draw(st.sampled_from([None] + [h["name"] for h in hosts]))
@@ -635,7 +635,7 @@ def test_valid_topologies_plan_consistently(case):
     for inst, want in truth.items():
         info = planned["instances"][inst]
         assert (info["dp_size"], info["tp_size"]) == (want["dp"], want["tp"])
-        ranks = sorted(r["rank"] for name, _, _ in want["members"] for r in planned["hosts"][name]["ranks"])
+        ranks = sorted(r["rank"] for name, _start, _local in want["members"] for r in planned["hosts"][name]["ranks"])
         assert ranks == list(range(want["dp"]))
         for name, start, local in want["members"]:
             assert planned["hosts"][name]["dp_rank_start"] == start
@@ -683,14 +683,14 @@ def inject(spec: dict, truth: dict, fault: str, data) -> tuple[str, list[str]]:
             assume(multi)
             inst = data.draw(st.sampled_from(multi))
             name = inst["members"][0][0]
-            for member, _, _ in inst["members"]:
+            for member, _start, _local in inst["members"]:
                 by_name[member]["dp_rpc_port"] = by_name[name]["api_port"]
         return name, [f"host {name}: port "]
     multi = [(n, t) for n, t in truth.items() if len(t["members"]) > 1]
     assume(multi)
     inst, want = data.draw(st.sampled_from(multi))
     j = data.draw(st.integers(1, len(want["members"]) - 1))
-    for member, start, _ in want["members"]:
+    for member, start, _local in want["members"]:
         by_name[member]["dp_rank_start"] = start
     name = want["members"][j][0]
     by_name[name]["dp_rank_start"] = want["members"][j - 1][1]

@@ -106,7 +106,7 @@ def test_fused_mc2_intent_renders_per_version():
     base = resolve_profile(PROFILES, "base")
     want = {"v0.20.2rc1": ("env", "1"), "v0.23.0": ("key", 1), "main": ("key", 1)}
     for version, (form, value) in want.items():
-        migrated, _ = migrate_profile(base, context(version, RULES), "decode", {"fused_mc2": 1})
+        migrated, _notes = migrate_profile(base, context(version, RULES), "decode", {"fused_mc2": 1})
         add = migrated["serve"].get("additional-config") or {}
         if form == "env":
             assert migrated["env"]["VLLM_ASCEND_ENABLE_FUSED_MC2"] == value and "enable_fused_mc2" not in add

@@ -40,8 +40,10 @@ def test_doubling_rounds(holders: int, needers: int) -> None:
 def test_doubling_rounds_needs_a_holder() -> None:
     with pytest.raises(ValueError, match="no host holds"):
         doubling_rounds([], ["a"])
-    assert doubling_rounds(["a", "a"], ["b", "c", "d"]) == [[{"src": "a", "dst": "b"}],
-                                                        [{"src": "a", "dst": "c"}, {"src": "b", "dst": "d"}]]
+    assert doubling_rounds(["a", "a"], ["b", "c", "d"]) == [
+        [{"src": "a", "dst": "b"}],
+        [{"src": "a", "dst": "c"}, {"src": "b", "dst": "d"}],
+    ]
 
 
 class Handler(http.server.SimpleHTTPRequestHandler):
@@ -90,7 +92,7 @@ def mirror_dir(tmp_path: Path) -> Iterator[tuple[Path, str]]:
 
 
 def _gets(name: str) -> int:
-    return sum(1 for method, path, _ in Handler.log if method == "GET" and path.endswith("/" + name))
+    return sum(1 for method, path, _auth in Handler.log if method == "GET" and path.endswith("/" + name))
 
 
 def test_fetch_all_then_nothing(mirror_dir: tuple[Path, str], tmp_path: Path) -> None:
@@ -104,7 +106,7 @@ def test_fetch_all_then_nothing(mirror_dir: tuple[Path, str], tmp_path: Path) ->
     assert result.skipped_optional == ["absent.json"]
     assert result.expected_bytes == result.bytes_fetched == sum((src / n).stat().st_size for n in names)
     assert result.fetched[-1] == "model.safetensors.index.json", "the index comes last"
-    assert {auth for _, _, auth in Handler.log} == {"Bearer s3cret"}
+    assert {auth for _method, _path, auth in Handler.log} == {"Bearer s3cret"}
     assert all(_gets(n) == 1 for n in names if n.endswith(".safetensors"))
     again = fetch_checkpoint(Mirror(url), str(dest), "model.safetensors.index.json", ["config.json"], [])
     assert again.fetched == [] and again.bytes_fetched == 0
@@ -132,11 +134,11 @@ def test_fetch_resumes_a_part_file(mirror_dir: tuple[Path, str], tmp_path: Path,
 
 
 def test_fetch_check_mode_writes_nothing(mirror_dir: tuple[Path, str], tmp_path: Path) -> None:
-    _, url = mirror_dir
+    url = mirror_dir[1]
     dest = tmp_path / "dest"
     result = fetch_checkpoint(Mirror(url), str(dest), "model.safetensors.index.json", ["config.json"], [], check_mode=True)
     assert len(result.fetched) == 6 and result.bytes_fetched == 0 and not dest.exists()
-    assert all(method != "GET" or path.endswith("index.json") for method, path, _ in Handler.log)
+    assert all(method != "GET" or path.endswith("index.json") for method, path, _auth in Handler.log)
 
 
 @pytest.mark.parametrize("files,index,match", [
@@ -144,7 +146,7 @@ def test_fetch_check_mode_writes_nothing(mirror_dir: tuple[Path, str], tmp_path:
     (["config.json"], "nope.index.json", "the mirror has no index"),
 ])
 def test_fetch_errors_name_the_url(mirror_dir: tuple[Path, str], tmp_path: Path, files, index, match) -> None:
-    _, url = mirror_dir
+    url = mirror_dir[1]
     with pytest.raises(FetchError, match=match):
         fetch_checkpoint(Mirror(url), str(tmp_path / "d"), index, files, [])
 

@@ -65,11 +65,11 @@ def test_lost_pings_are_data_and_devices_run_in_parallel(run_module, tmp_path, c
     assert (first["address"], first["times_ms"], first["avg_ms"]) == ("29.1.137.205", [1.418, 0.034, 0.04], 0.497333)
     assert result["results"][2]["avg_ms"] is None
     log = read_log(tmp_path)
-    assert sorted((dev, addr, pkt) for dev, addr, pkt, _, _ in log) == sorted(
+    assert sorted((dev, addr, pkt) for dev, addr, pkt, _start, _end in log) == sorted(
         (p["device"], p["address"], 3) for p in PAIRS)
-    dev3 = sorted((start, end) for dev, _, _, start, end in log if dev == 3)
+    dev3 = sorted((start, end) for dev, _addr, _pkt, start, end in log if dev == 3)
     assert dev3[0][1] <= dev3[1][0], "two pings ran at once on device 3"
-    others = [(start, end) for dev, _, _, start, end in log if dev != 3]
+    others = [(start, end) for dev, _addr, _pkt, start, end in log if dev != 3]
     assert any(start < dev3[0][1] and dev3[0][0] < end for start, end in others), "devices did not ping in parallel"
 
 
@@ -77,7 +77,7 @@ def test_max_parallel_one_serialises_devices(run_module, tmp_path):
     tool = fake_tool(tmp_path, FILES, sleep=0.3)
     result = run_module("hccn_ping", {"pairs": PAIRS[:3], "count": 3, "max_parallel": 1, "hccn_tool_path": tool})
     assert result["failed_pairs"] == 2
-    spans = sorted((start, end) for _, _, _, start, end in read_log(tmp_path))
+    spans = sorted((start, end) for _dev, _addr, _pkt, start, end in read_log(tmp_path))
     assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))
 
 
