@@ -39,6 +39,8 @@ def render(role: Path) -> str:
         text = readme.read_text()
         head, rest = text.split(BEGIN, 1)
         return head + block + rest.split(END, 1)[1]
+    if readme.exists():  # a hand-written README: the generated table goes at its end
+        return readme.read_text().rstrip() + f"\n\n## Variables\n\n{block}\n"
     return f"# Role `{role.name}`\n\n{spec['short_description']}.\n\n## Variables\n\n{block}\n"
 
 

@@ -50,7 +50,8 @@ def plan_failure(proc: subprocess.CompletedProcess) -> list[str]:
     fatal = [ln for ln in proc.stdout.splitlines() if ln.startswith("fatal: [localhost]: FAILED! => ")]
     assert len(fatal) == 1, proc.stdout[-3000:]
     result = json.loads(fatal[0].partition(" => ")[2])
-    assert "ok=0" in proc.stdout and "failed=1" in proc.stdout
+    # Only the role's argument validation ran before the plan; nothing after it.
+    assert "ok=1 " in proc.stdout and "changed=0" in proc.stdout and "failed=1" in proc.stdout
     lines = result["msg"].splitlines()
     assert lines[0] == "plan rejected:" and lines[1:] == result["errors"]
     return lines[1:]

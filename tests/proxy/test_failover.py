@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from conftest import engine_state, wait_until
+from proxy_support import engine_state, wait_until
 
 HEALTH_INTERVAL = 0.3
 FAILURE_THRESHOLD = 2

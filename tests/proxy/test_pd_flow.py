@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import PROXY_SRC, engine_state, healthcheck, request, wait_until
+from proxy_support import PROXY_SRC, engine_state, healthcheck, request, wait_until
 
 PREFILL_KV = {"do_remote_decode": True, "do_remote_prefill": False, "remote_engine_id": None,
               "remote_block_ids": None, "remote_host": None, "remote_port": None}

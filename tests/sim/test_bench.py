@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import free_port, health, run_tool, wait_for
+from sim_support import free_port, health, run_tool, wait_for
 
 KEYS = {"date", "backend", "model_id", "num_prompts", "request_rate", "max_concurrency", "duration", "completed",
         "failed", "total_input_tokens", "total_output_tokens", "request_throughput", "output_throughput",

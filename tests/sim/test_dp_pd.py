@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import socket
 
-from conftest import free_port, health, http_call, wait_for
+from sim_support import free_port, health, http_call, wait_for
 
 
 def _dp_args(model: str, port: int, rpc: int, size: int) -> list[str]:

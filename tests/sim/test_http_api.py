@@ -9,7 +9,7 @@ from typing import Iterator
 
 import pytest
 
-from conftest import free_port, health, http_call, launcher, make_env, wait_for
+from sim_support import free_port, health, http_call, launcher, make_env, wait_for
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import free_port, health, run_tool, wait_for
+from sim_support import free_port, health, run_tool, wait_for
 
 
 @pytest.mark.parametrize(("extra", "needle"), [

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES, run_tool
+from sim_support import FIXTURES, run_tool
 
 NUM = re.compile(r"\d+(\.\d+)?")
 

@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import MACHINES, NPUS, ssh, simctl, write_inventory
+from simctl_support import MACHINES, NPUS, ssh, simctl, write_inventory
 
 pytestmark = pytest.mark.sim
 OTHER = {"sim-a": "sim-b", "sim-b": "sim-a"}
