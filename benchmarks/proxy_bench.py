@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """Benchmark the PD proxy backends on loopback with the same fake engines, interleaved.
 
 Backends: ascend_pd_proxy (the collection's default), vllm-router 0.1.17 (--policy round_robin, installed from
@@ -96,7 +96,7 @@ class Direct:
         with self.lock:
             p, d = next(self.p), next(self.d)
         pre = {**BODY, "max_tokens": 1, "min_tokens": 1, "stream": False, "kv_transfer_params": PREFILL_KV}
-        _, raw = post(self._conn(p), "/v1/completions", pre)
+        _unused, raw = post(self._conn(p), "/v1/completions", pre)
         kv = json.loads(raw)["kv_transfer_params"]
         return post(self._conn(d), "/v1/completions", {**BODY, "kv_transfer_params": kv})
 
@@ -133,13 +133,13 @@ def run_load(target, concurrency: int, total: int) -> list[float]:
                 if next(left, None) is None:
                     break
             t0 = time.perf_counter()
-            status, _ = target.call()
+            status, _unused = target.call()
             if status == 200:
                 mine.append(time.perf_counter() - t0)
         with lock:
             lat.extend(mine)
 
-    threads = [threading.Thread(target=loop) for _ in range(concurrency)]
+    threads = [threading.Thread(target=loop) for _unused in range(concurrency)]
     for t in threads:
         t.start()
     for t in threads:
@@ -165,7 +165,7 @@ def pct(values: list[float], q: float) -> float:
 
 def kill_test(make_proxy, decode_role_port_factory) -> str:
     """c=4 load for 4 s through a fresh proxy; SIGKILL one of its decode engines at 1.5 s."""
-    decode = [decode_role_port_factory() for _ in range(2)]
+    decode = [decode_role_port_factory() for _unused in range(2)]
     prefill = [worker("prefill")]
     target, _pid = make_proxy(prefill, decode)
     stop, counts, lock = threading.Event(), {"ok": 0, "error": 0, "empty_2xx": 0}, threading.Lock()
@@ -187,7 +187,7 @@ def kill_test(make_proxy, decode_role_port_factory) -> str:
             with lock:
                 counts[outcome] += 1
 
-    threads = [threading.Thread(target=loop) for _ in range(4)]
+    threads = [threading.Thread(target=loop) for _unused in range(4)]
     for t in threads:
         t.start()
     time.sleep(1.5)
@@ -238,8 +238,8 @@ def main() -> None:
     if args.with_router:
         ensure_router()
     try:
-        prefill = [worker("prefill") for _ in range(2)]
-        decode = [worker("decode") for _ in range(4)]
+        prefill = [worker("prefill") for _unused in range(2)]
+        decode = [worker("decode") for _unused in range(4)]
         modes = {"direct": (Direct(prefill, decode), None)}
         modes["ascend_pd_proxy"] = ours(prefill, decode)
         if args.with_router:
@@ -247,9 +247,9 @@ def main() -> None:
         lat = {(m, c): [] for m in modes for c in (1, 32)}
         cpu = {(m, c): 0.0 for m in modes for c in (1, 32)}
         count = {(m, c): 0 for m in modes for c in (1, 32)}
-        for name, (target, _) in modes.items():
+        for name, (target, _unused) in modes.items():
             run_load(target, 4, 100)  # warm-up: connections, caches
-        for _ in range(args.rounds):
+        for _unused in range(args.rounds):
             for c in (1, 32):
                 for name, (target, pid) in modes.items():
                     before = cpu_seconds(pid) if pid else 0.0
@@ -277,7 +277,7 @@ def report(modes, lat, cpu, count, kills) -> None:
             "c=32 p50 ratio", "CPU ms/req c=1", "CPU ms/req c=32", "peak RSS MiB", "kill test")
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
-    for name, (_, pid) in modes.items():
+    for name, (_unused, pid) in modes.items():
         if pid is None:
             continue
         row = [name]

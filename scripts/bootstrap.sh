@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 apt_packages=(python3-venv python3-setuptools python3-wheel systemd-container debootstrap iproute2 iptables
-              openssh-client rsync curl ca-certificates iputils-ping)
+              openssh-client rsync curl ca-certificates iputils-ping shellcheck)
 missing=()
 for pkg in "${apt_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

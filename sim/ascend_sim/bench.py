@@ -103,8 +103,8 @@ def _one(args: argparse.Namespace, body: dict[str, Any], prompt_len: int) -> Res
 
 def _random_samples(args: argparse.Namespace) -> list[Sample]:
     rng = random.Random(args.seed)
-    return [Sample(" ".join(rng.choice(WORDS) for _ in range(args.random_input_len)), args.random_input_len,
-                   args.random_output_len) for _ in range(args.num_prompts)]
+    return [Sample(" ".join(rng.choice(WORDS) for _unused in range(args.random_input_len)), args.random_input_len,
+                   args.random_output_len) for _unused in range(args.num_prompts)]
 
 
 def _sharegpt_samples(args: argparse.Namespace, rows: list[Any]) -> list[Sample]:
@@ -248,7 +248,7 @@ def run(args: argparse.Namespace) -> int:
         _stats(values, key, percentiles, out)
     _summary(out, metrics, [p for p in percentiles if p in {float(x) for x in args.metric_percentiles.split(",")}])
     if args.save_result:
-        base_model = str(out["model_id"]).split("/")[-1]
+        base_model = str(out["model_id"]).rsplit("/", maxsplit=1)[-1]
         conc = f"-concurrency{args.max_concurrency}" if args.max_concurrency is not None else ""
         name = args.result_filename or f"{args.backend}-{out['request_rate']}qps{conc}-{base_model}-{out['date']}.json"
         path = Path(args.result_dir or ".") / name

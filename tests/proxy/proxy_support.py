@@ -122,12 +122,12 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
 
 
 def healthcheck(port: int) -> tuple[int, dict]:
-    status, _, body = request(port, "GET", "/healthcheck")
+    status, _unused, body = request(port, "GET", "/healthcheck")
     return status, json.loads(body)
 
 
 def engine_state(port: int, role: str, engine_port: int) -> dict:
-    _, snap = healthcheck(port)
+    _unused, snap = healthcheck(port)
     return next(e for e in snap[role] if e["engine"] == f"127.0.0.1:{engine_port}")
 
 

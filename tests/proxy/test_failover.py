@@ -86,8 +86,8 @@ class Load:
 
 @pytest.mark.parametrize("role", ["decode", "prefill"])
 def test_kill_engine_under_load(cluster, role):
-    prefill = [cluster.worker("prefill") for _ in range(2 if role == "prefill" else 1)]
-    decode = [cluster.worker("decode") for _ in range(2 if role == "decode" else 1)]
+    prefill = [cluster.worker("prefill") for _unused in range(2 if role == "prefill" else 1)]
+    decode = [cluster.worker("decode") for _unused in range(2 if role == "decode" else 1)]
     victim = (prefill if role == "prefill" else decode)[0]
     proxy = cluster.proxy(prefill, decode, "--failure-threshold", str(FAILURE_THRESHOLD), "--max-retries", "2")
 
@@ -119,7 +119,7 @@ def test_engine_answering_5xx_leaves_rotation_at_once(cluster):
     took = None
     statuses = []
     start = time.monotonic()
-    for _ in range(20):
+    for _unused in range(20):
         conn = http.client.HTTPConnection("127.0.0.1", proxy, timeout=10)
         conn.request("POST", "/v1/completions", json.dumps({"model": "glm-5", "prompt": "x", "max_tokens": 2}),
                      {"Content-Type": "application/json"})

@@ -70,12 +70,12 @@ def test_metrics_models_and_client_errors(cluster):
     p_port = cluster.worker("prefill")
     d_port = cluster.worker("decode")
     proxy = cluster.proxy([p_port], [d_port])
-    for _ in range(3):
+    for _unused in range(3):
         assert request(proxy, "POST", "/v1/completions", {"prompt": "x", "max_tokens": 2})[0] == 200
-    status, _, raw = request(proxy, "POST", "/v1/completions", {"model": "bad-model", "prompt": "x"})
+    status, _unused, raw = request(proxy, "POST", "/v1/completions", {"model": "bad-model", "prompt": "x"})
     assert status == 404 and b"bad-model does not exist" in raw
     assert request(proxy, "POST", "/v1/completions", None)[0] == 400
-    status, _, raw = request(proxy, "GET", "/v1/models")
+    status, _unused, raw = request(proxy, "GET", "/v1/models")
     assert status == 200 and json.loads(raw)["data"][0]["owned_by"] == f"fake:{d_port}"
 
     status, headers, raw = request(proxy, "GET", "/metrics")
@@ -96,7 +96,7 @@ def test_decode_dies_mid_stream_ends_with_error_event(cluster):
     d_port = cluster.worker("decode", None, "--die-after-chunks", "2")
     proxy = cluster.proxy([p_port], [d_port])
 
-    status, _, raw = request(proxy, "POST", "/v1/completions", {"prompt": "x", "max_tokens": 6, "stream": True})
+    status, _unused, raw = request(proxy, "POST", "/v1/completions", {"prompt": "x", "max_tokens": 6, "stream": True})
 
     assert status == 200
     events = sse_events(raw)
@@ -113,9 +113,9 @@ def test_truncated_decode_body_is_retried_not_forwarded(cluster):
     good = cluster.worker("decode")
     proxy = cluster.proxy([p_port], [dying, good])
 
-    answers = [request(proxy, "POST", "/v1/completions", {"prompt": "x", "max_tokens": 4}) for _ in range(4)]
+    answers = [request(proxy, "POST", "/v1/completions", {"prompt": "x", "max_tokens": 4}) for _unused in range(4)]
 
-    for status, _, raw in answers:
+    for status, _unused, raw in answers:
         assert status == 200
         assert json.loads(raw) == {"object": "text_completion", "served_by": good, "choices": [
             {"index": 0, "text": "t0 t1 t2 t3", "finish_reason": "length"}],
@@ -134,7 +134,7 @@ def test_all_decoders_down_is_an_honest_503(cluster):
     cluster.kill_worker(d_port)
     wait_until(lambda: engine_state(proxy, "decode", d_port)["state"] == "down", 3)
 
-    status, _, raw = request(proxy, "POST", "/v1/completions", {"prompt": "x"})
+    status, _unused, raw = request(proxy, "POST", "/v1/completions", {"prompt": "x"})
 
     assert status == 503
     err = json.loads(raw)["error"]
@@ -150,7 +150,7 @@ def test_slow_decoder_gives_504(cluster):
     proxy = cluster.proxy([p_port], [d_port], "--request-timeout", "0.5")
     start = time.monotonic()
 
-    status, _, raw = request(proxy, "POST", "/v1/completions", {"prompt": "x"})
+    status, _unused, raw = request(proxy, "POST", "/v1/completions", {"prompt": "x"})
 
     assert status == 504 and time.monotonic() - start < 2.5
     err = json.loads(raw)["error"]
@@ -168,14 +168,14 @@ def test_drain_lets_in_flight_finish_and_sends_nothing_new(cluster):
     t.start()
     wait_until(lambda: engine_state(proxy, "decode", slow)["outstanding"] == 1, 3, 0.01)
 
-    status, _, raw = request(proxy, "POST", "/instances/drain", {"type": "decode", "instances": [f"127.0.0.1:{slow}"]})
+    status, _unused, raw = request(proxy, "POST", "/instances/drain", {"type": "decode", "instances": [f"127.0.0.1:{slow}"]})
     assert status == 200, raw
     state = engine_state(proxy, "decode", slow)
     assert state["draining"] is True and state["outstanding"] == 1
-    for _ in range(4):
+    for _unused in range(4):
         assert json.loads(request(proxy, "POST", "/v1/completions", {"prompt": "y"})[2])["served_by"] == other
     t.join(5)
-    status, _, raw = result[0]
+    status, _unused, raw = result[0]
     assert status == 200 and json.loads(raw)["choices"][0]["text"] == "t0 t1 t2"
     assert engine_state(proxy, "decode", slow)["outstanding"] == 0
     assert sum(1 for b in cluster.bodies() if b["port"] == slow) == 1
@@ -190,18 +190,18 @@ def test_add_and_remove_instances(cluster):
     proxy = cluster.proxy([p_port], [first], "--success-threshold", "1")
     second = cluster.worker("decode")
 
-    status, _, raw = request(proxy, "POST", "/instances/add", {"type": "decode", "instances": [f"127.0.0.1:{second}"]})
+    status, _unused, raw = request(proxy, "POST", "/instances/add", {"type": "decode", "instances": [f"127.0.0.1:{second}"]})
     assert status == 200
     assert json.loads(raw)["current_decode_instances"] == [f"127.0.0.1:{first}", f"127.0.0.1:{second}"]
     wait_until(lambda: engine_state(proxy, "decode", second)["state"] == "up", 3)
     served = {json.loads(request(proxy, "POST", "/v1/completions", {"prompt": "x"})[2])["served_by"]
-              for _ in range(4)}
+              for _unused in range(4)}
     assert served == {first, second}
 
-    status, _, raw = request(proxy, "POST", "/instances/remove", {"type": "decode", "instances": f"127.0.0.1:{first}"})
+    status, _unused, raw = request(proxy, "POST", "/instances/remove", {"type": "decode", "instances": f"127.0.0.1:{first}"})
     assert status == 200 and json.loads(raw)["current_decode_instances"] == [f"127.0.0.1:{second}"]
     served = {json.loads(request(proxy, "POST", "/v1/completions", {"prompt": "x"})[2])["served_by"]
-              for _ in range(3)}
+              for _unused in range(3)}
     assert served == {second}
 
     assert request(proxy, "POST", "/instances/add", {"type": "router", "instances": ["127.0.0.1:1"]})[0] == 400
@@ -212,6 +212,6 @@ def test_add_and_remove_instances(cluster):
 def test_cli_rejects_mismatched_host_and_port_counts():
     proc = subprocess.run([sys.executable, "-m", "ascend_pd_proxy", "--prefiller-hosts", "a", "b",
                            "--prefiller-ports", "1"], capture_output=True, text=True, timeout=20,
-                          env={"PYTHONPATH": str(PROXY_SRC), "PATH": "/usr/bin:/bin"})
+                          env={"PYTHONPATH": str(PROXY_SRC), "PATH": "/usr/bin:/bin"}, check=False)
     assert proc.returncode == 2
     assert "2 --prefiller-hosts but 1 --prefiller-ports" in proc.stderr

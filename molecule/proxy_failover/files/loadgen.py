@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """Bounded load through the PD proxy: counts every outcome and records rotation changes.
 
 c client threads on keep-alive connections alternate non-streaming and streaming completions with
