@@ -188,10 +188,9 @@ def _check_instance_uniform(members: list[dict], instance: str, errors: list[str
             f"instance {instance}: internal DP needs the same vllm_dp_size_local on every host "
             "(" + ", ".join(f"{h['name']}={h['dp_size_local']}" for h in members) + ")"
         )
-    for key in ("role",):
-        roles = {h[key] for h in members}
-        if len(roles) > 1:
-            errors.append(f"instance {instance}: hosts of one instance are in different groups ({', '.join(sorted(roles))})")
+    roles = {h["role"] for h in members}
+    if len(roles) > 1:
+        errors.append(f"instance {instance}: hosts of one instance are in different groups ({', '.join(sorted(roles))})")
 
 
 def _served_name(host: dict) -> str | None:
