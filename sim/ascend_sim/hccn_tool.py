@@ -85,6 +85,15 @@ def _ping_system(src: str, dst: str, count: int) -> list[float]:
     return [got.get(seq + 1, LOST) for seq in range(count)]
 
 
+def _require_local(src: str) -> None:
+    """Fail like the real tool when the device IP is not an address of this host."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.bind((src, 0))
+        except OSError as err:
+            raise ToolError(f"device ip {src} is not configured on this host: {err.strerror}") from None
+
+
 def _probe_once(src: str, dst: str) -> float:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.settimeout(1.0)
@@ -119,6 +128,7 @@ def _ping(dev: dict[str, Any], idx: int, args: dict[str, str], _hw: str) -> str:
     if dev["link"] != "UP" or dev["net_health"] != "Success":
         rtts = [LOST] * count
     else:
+        _require_local(dev["ip"])
         rtts = (_ping_system if shutil.which("ping") else _ping_tcp)(dev["ip"], dst, count)
     lines = [f"device {idx} PING {dst}"]
     for seq, rtt in enumerate(rtts):
