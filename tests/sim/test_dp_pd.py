@@ -92,11 +92,27 @@ def test_pd_handshake_success_and_failure(vllm, sim_env: dict[str, str]) -> None
     assert http_call(dp, "POST", "/v1/completions", {"prompt": "a", "max_tokens": 2})[0] == 200
 
 
-def test_kv_port_taken_is_fatal(vllm, sim_env: dict[str, str]) -> None:
-    kv_p = free_port()
-    with socket.socket() as blocker:
-        blocker.bind(("127.0.0.1", kv_p + 1))  # the tp_rank 1 handshake port
+def _blocked_pair(blocker: socket.socket) -> int:
+    """A port p that is free while `blocker` listens on p + 1 (other processes may hold any fixed port)."""
+    for _attempt in range(50):
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        probe.close()
+        with socket.socket() as below:
+            try:
+                below.bind(("127.0.0.1", port - 1))
+                blocker.bind(("127.0.0.1", port))
+            except OSError:
+                continue
         blocker.listen()
+        return port - 1
+    raise AssertionError("no two adjacent free loopback ports in 50 attempts")
+
+
+def test_kv_port_taken_is_fatal(vllm, sim_env: dict[str, str]) -> None:
+    with socket.socket() as blocker:
+        kv_p = _blocked_pair(blocker)  # the blocker holds kv_p + 1, the tp_rank 1 handshake port
         proc = vllm("serve", sim_env["MODEL"], "--host", "127.0.0.1", "--port", str(free_port()),
                     "--tensor-parallel-size", "2", "--kv-transfer-config", _kv("kv_producer", kv_p, "0"))
         assert proc.popen.wait(timeout=10) == 1
