@@ -5,11 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
 # CI runs the scenarios proven green end to end with `molecule test`; the others
-# (network, weights, monitoring, proxy_failover, single_node, multi_node_dp) run by
-# name: scripts/molecule.sh network ... (see docs/testing.md for their status).
+# run by name: scripts/molecule.sh network ... (see docs/testing.md for their status).
 scenarios=("$@")
 if ((${#scenarios[@]} == 0)); then
-    scenarios=(sim_dp pd_1p1d)
+    scenarios=(sim_dp single_node multi_node_dp pd_1p1d)
 fi
 trap '.venv/bin/python sim/simctl down >/dev/null 2>&1 || true' EXIT
 failed=()
