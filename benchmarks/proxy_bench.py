@@ -1,8 +1,10 @@
 #!/usr/bin/env python
 """Benchmark the PD proxy backends on loopback with the same fake engines, interleaved.
 
-Backends: ascend_pd_proxy (the collection's default), vllm-router 0.1.17 (--policy round_robin, installed from
-PyPI into /tmp/vllm-router-venv on first use) and the client doing prefill then decode itself (the baseline).
+Backends: ascend_pd_proxy (the collection's default) on uvloop and on the standard library's asyncio loop (--loop),
+vllm-router 0.1.17 (--policy round_robin, installed from PyPI into /tmp/vllm-router-venv on first use) and the
+client doing prefill then decode itself (the baseline). The uvloop row needs uvloop importable by this Python
+(`.venv/bin/pip install uvloop`; requirements.txt pins it); without it that row is left out.
 The vllm-ascend example proxy (load_balance_proxy_server_example.py) is not a PyPI package: its numbers come from
 /work/shared/notes/VLLM_ROUTER.md and it is not re-run here.
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import importlib.util
 import itertools
 import json
 import os
@@ -201,13 +204,17 @@ def kill_test(make_proxy, decode_role_port_factory) -> str:
     return f"{counts['error']} errors, {counts['empty_2xx']} empty/truncated 2xx / {total}"
 
 
-def ours(prefill: list[int], decode: list[int]):
+def ours(prefill: list[int], decode: list[int], loop: str = "auto"):
     port = free_port()
-    argv = [sys.executable, "-m", "ascend_pd_proxy", "--host", "127.0.0.1", "--port", str(port),
+    argv = [sys.executable, "-m", "ascend_pd_proxy", "--host", "127.0.0.1", "--port", str(port), "--loop", loop,
             "--prefiller-hosts", *["127.0.0.1"] * len(prefill), "--prefiller-ports", *map(str, prefill),
             "--decoder-hosts", *["127.0.0.1"] * len(decode), "--decoder-ports", *map(str, decode)]
     proc = spawn(argv, port, {**os.environ, "PYTHONPATH": str(ROOT / "proxy")})
     return Via(port), proc.pid
+
+
+def ours_on(loop: str):
+    return lambda prefill, decode: ours(prefill, decode, loop)
 
 
 def router(prefill: list[int], decode: list[int]):
@@ -237,11 +244,14 @@ def main() -> None:
     args = ap.parse_args()
     if args.with_router:
         ensure_router()
+    loops = ["uvloop", "asyncio"] if importlib.util.find_spec("uvloop") else ["asyncio"]
+    load_before = os.getloadavg()
     try:
         prefill = [worker("prefill") for _unused in range(2)]
         decode = [worker("decode") for _unused in range(4)]
         modes = {"direct": (Direct(prefill, decode), None)}
-        modes["ascend_pd_proxy"] = ours(prefill, decode)
+        for loop in loops:
+            modes[f"ascend_pd_proxy {loop}"] = ours(prefill, decode, loop)
         if args.with_router:
             modes["vllm-router rr"] = router(prefill, decode)
         lat = {(m, c): [] for m in modes for c in (1, 32)}
@@ -258,9 +268,14 @@ def main() -> None:
                     if pid:
                         cpu[(name, c)] += cpu_seconds(pid) - before
                         count[(name, c)] += len(got)
-        kills = {"ascend_pd_proxy": kill_test(ours, lambda: worker("decode"))}
+        kills = {f"ascend_pd_proxy {loop}": kill_test(ours_on(loop), lambda: worker("decode")) for loop in loops}
         if args.with_router:
             kills["vllm-router rr"] = kill_test(router, lambda: worker("decode"))
+        print(f"{time.strftime('%Y-%m-%d %H:%M')} on {socket.gethostname()} ({os.cpu_count()} CPUs), load average "
+              f"{load_before[0]:.1f} before and {os.getloadavg()[0]:.1f} after; {args.rounds} rounds x "
+              f"{args.requests} requests per mode and concurrency")
+        if "uvloop" not in loops:
+            print("uvloop is not importable here: the ascend_pd_proxy uvloop row is left out")
         report(modes, lat, cpu, count, kills)
     finally:
         for proc in PROCS:

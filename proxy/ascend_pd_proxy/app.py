@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import os
 import sys
 import time
-import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import cast
 
+from . import jsonfast
 from .engines import ROLES, Engine, Registry, health_loop, parse_instance, probe
-from .http11 import (LAST_CHUNK, BackendConnectError, BackendIOError, ClientResponse, ProtocolError, Request,
-                     chunk, full_response, read_request, response_head)
+from .http11 import (LAST_CHUNK, BackendConnectError, BackendIOError, ClientResponse, Request, ServerConnection,
+                     StaleConnection, StreamedResponse, chunk, full_response, response_head)
 from .metrics import Metrics
 
 log = logging.getLogger("ascend_pd_proxy")
@@ -33,16 +34,24 @@ class Settings:
 
 
 class AccessLog:
-    """One line per client request, straight to stderr in the layout of the other log lines.
+    """One line per client request, to stderr in the layout of the other log lines.
 
     logging's record machinery (record, caller lookup, asctime) cost about a tenth of the proxy's CPU per
-    request; this writes the same line with one cached timestamp per second. Off below INFO.
+    request; this formats the same line with one cached timestamp per second. Lines are written in batches, at
+    most FLUSH_SECONDS after the request ended (and at exit), instead of one write system call per request.
+    Off below INFO.
     """
+
+    FLUSH_SECONDS = 0.2
+    FLUSH_BYTES = 64 * 1024
 
     def __init__(self) -> None:
         self.enabled = log.isEnabledFor(logging.INFO)
         self._sec = -1
         self._stamp = ""
+        self._lines: list[str] = []
+        self._size = 0
+        self._timer: asyncio.TimerHandle | None = None
 
     def write(self, method: str, path: str, status: int, engines: list[str], retries: int, seconds: float) -> None:
         if not self.enabled:
@@ -51,9 +60,27 @@ class AccessLog:
         sec = int(now)
         if sec != self._sec:
             self._sec, self._stamp = sec, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(sec))
-        sys.stderr.write(f"{self._stamp},{int((now - sec) * 1000):03d} INFO ascend_pd_proxy {method} {path} "
-                         f"status={status or 'aborted'} engines={','.join(engines) or '-'} retries={retries} "
-                         f"duration_ms={seconds * 1000:.1f}\n")
+        line = (f"{self._stamp},{int((now - sec) * 1000):03d} INFO ascend_pd_proxy {method} {path} "
+                f"status={status or 'aborted'} engines={','.join(engines) or '-'} retries={retries} "
+                f"duration_ms={seconds * 1000:.1f}\n")
+        self._lines.append(line)
+        self._size += len(line)
+        if self._size >= self.FLUSH_BYTES:
+            self.flush()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.FLUSH_SECONDS, self.flush)
+
+    def flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._lines:
+            lines, self._lines, self._size = self._lines, [], 0
+            try:
+                sys.stderr.write("".join(lines))
+                sys.stderr.flush()
+            except (OSError, ValueError):
+                pass
 
 
 class Failure(Exception):
@@ -70,6 +97,10 @@ class Failure(Exception):
         return json.dumps({"error": err}).encode()
 
 
+class Answered5xx(Failure):
+    """The backend read the request and answered 5xx (a decode engine: it may have failed on the KV handle)."""
+
+
 class Passthrough(Exception):
     """A backend answered a client error (4xx): hand it to the client unchanged."""
 
@@ -78,16 +109,57 @@ class Passthrough(Exception):
         self.status, self.content_type, self.body = status, content_type, body
 
 
-@dataclass
 class Attempt:
-    """Book-keeping for one client completion request."""
+    """Book-keeping for one client completion request (rarely set fields default at class level)."""
 
-    path: str
     body: dict
-    headers: dict[str, str]
-    used: list[str] = field(default_factory=list)
-    retries: int = 0
-    tried: dict[str, set[Engine]] = field(default_factory=lambda: {r: set() for r in ROLES})
+    retries = 0
+    tried: dict[str, set[Engine]] | None = None
+    _prefill: bytes | None = None
+    _splice: bool | None = None
+
+    def __init__(self, path: str, raw: bytes, extra: bytes, rid: str) -> None:
+        self.path = path
+        self.raw = raw  # the client's body as received
+        self.extra = extra  # header lines every backend request of this client request carries
+        self.rid = rid
+        self.used: list[str] = []
+
+    def excluded(self, role: str) -> set[Engine] | frozenset[Engine]:
+        return NOTHING if self.tried is None else self.tried[role]
+
+    def exclude(self, role: str, eng: Engine) -> None:
+        if self.tried is None:
+            self.tried = {r: set() for r in ROLES}
+        self.tried[role].add(eng)
+
+    def prefill_payload(self) -> bytes:
+        """The prefill request body, serialised once per client request (retries reuse it)."""
+        if self._prefill is None:
+            self._prefill = jsonfast.dumps(prefill_body(self.body))
+        return self._prefill
+
+    def decode_payload(self, kv: bytes | None) -> bytes:
+        """The client body plus the prefill's kv_transfer_params (kv: its JSON text, None when it had none).
+
+        A UTF-8 JSON object without kv_transfer_params of its own gets the field spliced in before its closing
+        brace: the client's bytes are not parsed into text and serialised again.
+        """
+        if self._splice is None:
+            raw = self.raw
+            self._splice = (bool(self.body) and "kv_transfer_params" not in self.body
+                            and raw.lstrip()[:1] == b"{" and raw.rstrip()[-1:] == b"}")
+        if self._splice:
+            if kv is None:
+                return self.raw
+            raw = self.raw
+            return b'%s,"kv_transfer_params":%s}' % (raw[:raw.rindex(b"}")], kv)
+        if kv is None:
+            return jsonfast.dumps(self.body)
+        return jsonfast.dumps({**self.body, "kv_transfer_params": jsonfast.loads(kv)})
+
+
+NOTHING: frozenset[Engine] = frozenset()
 
 
 def error_json(status: int, kind: str, message: str) -> tuple[int, bytes]:
@@ -107,6 +179,11 @@ def prefill_body(body: dict) -> dict:
     return out
 
 
+def _bad_request(message: str) -> bytes:
+    status, body = error_json(400, "bad_request", message)
+    return full_response(status, JSON, body, False)
+
+
 class Proxy:
     def __init__(self, registry: Registry, settings: Settings) -> None:
         self.registry = registry
@@ -116,46 +193,37 @@ class Proxy:
         self._health_task: asyncio.Task | None = None
         self._rechecks: set[asyncio.Task] = set()
         self._suspects: set[Engine] = set()
+        self._routes = {("GET", "/healthcheck"): self._healthcheck, ("GET", "/health"): self._healthcheck,
+                        ("GET", "/metrics"): self._metrics_page, ("GET", "/v1/models"): self._models,
+                        ("POST", "/instances/add"): self._admin, ("POST", "/instances/remove"): self._admin,
+                        ("POST", "/instances/drain"): self._admin, ("POST", "/instances/undrain"): self._admin}
+        key = os.environ.get("OPENAI_API_KEY")
+        self._env_auth = f"Authorization: Bearer {key}\r\n".encode("latin-1") if key else b""
+        # request ids: a random per-process prefix and a counter, 32 hex digits like uuid4().hex
+        self._rid_prefix = os.urandom(8).hex()
+        self._rid_counter = itertools.count(1)
 
     # ---- connection handling -------------------------------------------------------------
     async def serve(self, host: str, port: int) -> asyncio.Server:
         self._health_task = asyncio.create_task(
             health_loop(self.registry, self.settings.health_interval, self.settings.health_timeout))
-        return await asyncio.start_server(self._connection, host, port, limit=64 * 1024, backlog=1024)
+        loop = asyncio.get_running_loop()
+        return await loop.create_server(lambda: ServerConnection(self._dispatch, _bad_request), host, port,
+                                        backlog=1024)
 
-    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                try:
-                    req = await read_request(reader, writer)
-                except (ProtocolError, ValueError, asyncio.IncompleteReadError) as exc:
-                    status, body = error_json(400, "bad_request", f"malformed HTTP request: {exc}")
-                    writer.write(full_response(status, JSON, body, False))
-                    break
-                if req is None or not await self._dispatch(req, writer) or not req.keep_alive:
-                    break
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            writer.close()
-
-    async def _dispatch(self, req: Request, writer: asyncio.StreamWriter) -> bool:
+    async def _dispatch(self, req: Request, conn: ServerConnection) -> bool:
         """Answer one request; False when the connection must close."""
         path, method = req.path, req.method
         if method == "POST" and path in COMPLETION_PATHS:
-            return await self._completion(req, writer)
-        routes = {("GET", "/healthcheck"): self._healthcheck, ("GET", "/health"): self._healthcheck,
-                  ("GET", "/metrics"): self._metrics_page, ("GET", "/v1/models"): self._models,
-                  ("POST", "/instances/add"): self._admin, ("POST", "/instances/remove"): self._admin,
-                  ("POST", "/instances/drain"): self._admin, ("POST", "/instances/undrain"): self._admin}
-        handler = routes.get((method, path))
+            return await self._completion(req, conn)
+        handler = self._routes.get((method, path))
         if handler is None:
             status, body = error_json(404, "not_found", f"no route for {method} {path}")
             ctype = JSON
         else:
             status, ctype, body = await handler(req)
-        writer.write(full_response(status, ctype, body, req.keep_alive))
-        await writer.drain()
+        conn.write(full_response(status, ctype, body, req.keep_alive))
+        await conn.drain()
         return True
 
     # ---- admin and observability ---------------------------------------------------------
@@ -175,18 +243,20 @@ class Proxy:
 
     async def _models(self, req: Request) -> tuple[int, str, bytes]:
         tried: set[Engine] = set()
+        auth = {"Authorization": req.headers["authorization"]} if "authorization" in req.headers else {}
+        if not auth and self._env_auth:
+            auth = {"Authorization": self._env_auth.decode("latin-1").split(": ", 1)[1].strip()}
         while (eng := self.registry.pick("decode", tried)) is not None:
             tried.add(eng)
             try:
-                resp = await eng.pool.request("GET", "/v1/models", self._auth(req.headers), b"",
-                                              self.settings.health_timeout * 5)
-                data = await resp.read_all(self.settings.health_timeout * 5)
+                resp = await eng.pool.request("GET", "/v1/models", auth, b"", self.settings.health_timeout * 5,
+                                              buffered=True)
             except BackendConnectError as exc:
                 self.registry.mark_failure(eng, str(exc), eject_now=True)
                 continue
             except (BackendIOError, TimeoutError):
                 continue
-            return resp.status, resp.headers.get("content-type", JSON), data
+            return resp.status, resp.headers.get("content-type", JSON), resp.body
         status, body = error_json(503, "no_healthy_engine", "no healthy decode engine answered GET /v1/models")
         return status, JSON, body
 
@@ -227,64 +297,60 @@ class Proxy:
         return 200, JSON, json.dumps(out).encode()
 
     # ---- the PD flow ---------------------------------------------------------------------
-    @staticmethod
-    def _auth(headers: dict[str, str]) -> dict[str, str]:
-        if "authorization" in headers:
-            return {"Authorization": headers["authorization"]}
-        key = os.environ.get("OPENAI_API_KEY")
-        return {"Authorization": f"Bearer {key}"} if key else {}
+    def _backend_headers(self, headers: dict[str, str], rid: str) -> bytes:
+        auth = headers.get("authorization")
+        auth_line = f"Authorization: {auth}\r\n".encode("latin-1") if auth is not None else self._env_auth
+        return b"Content-Type: application/json\r\nX-Request-Id: %s\r\n%s" % (rid.encode("latin-1"), auth_line)
 
-    async def _completion(self, req: Request, writer: asyncio.StreamWriter) -> bool:
+    async def _completion(self, req: Request, conn: ServerConnection) -> bool:
         start = time.monotonic()
-        rid = req.headers.get("x-request-id") or uuid.uuid4().hex
-        headers = {"Content-Type": JSON, "X-Request-Id": rid, **self._auth(req.headers)}
-        att = Attempt(req.path, {}, headers)
+        headers = req.headers
+        rid = headers.get("x-request-id") or f"{self._rid_prefix}{next(self._rid_counter):016x}"
+        att = Attempt(req.path, req.body, self._backend_headers(headers, rid), rid)
+        att.body = {}
         keep, status = True, 0
         try:
             try:
-                att.body = json.loads(req.body)
+                att.body = jsonfast.loads(req.body)  # type: ignore[assignment]
                 if not isinstance(att.body, dict):
                     raise ValueError("the JSON body must be an object")
             except ValueError as exc:
                 status, data = error_json(400, "bad_request", f"request body is not valid JSON: {exc}")
-                writer.write(full_response(status, JSON, data, req.keep_alive))
+                conn.write(full_response(status, JSON, data, req.keep_alive))
             else:
                 if att.body.get("stream"):
-                    status, keep = await self._run_stream(att, writer, req.keep_alive)
+                    status, keep = await self._run_stream(att, conn, req.keep_alive)
                 else:
-                    status, ctype, data = await self._run_buffered(att)
-                    writer.write(full_response(status, ctype, data, req.keep_alive, {"X-Request-Id": rid}))
-            await writer.drain()
+                    try:
+                        status, ctype, data = await self._with_failover(att, self._decode_buffered)
+                        extra = b"X-Request-Id: %s\r\n" % rid.encode("latin-1")
+                    except Failure as f:
+                        status, ctype, data, extra = f.status, JSON, f.body(), b""
+                    except Passthrough as p:
+                        status, ctype, data, extra = p.status, p.content_type, p.body, b""
+                    conn.write(full_response(status, ctype, data, req.keep_alive, extra))
         finally:
             dur = time.monotonic() - start
             self.metrics.observe(dur)
             self.access.write(req.method, req.path, status, att.used, att.retries, dur)
         return keep
 
-    async def _run_buffered(self, att: Attempt) -> tuple[int, str, bytes]:
+    async def _run_stream(self, att: Attempt, conn: ServerConnection, keep_alive: bool) -> tuple[int, bool]:
         try:
-            return await self._with_failover(att, self._decode_buffered)
+            eng, resp, first = await self._with_failover(att, self._decode_stream_open)
         except Failure as f:
-            return f.status, JSON, f.body()
-        except Passthrough as p:
-            return p.status, p.content_type, p.body
-
-    async def _run_stream(self, att: Attempt, writer: asyncio.StreamWriter, keep_alive: bool) -> tuple[int, bool]:
-        try:
-            eng, resp, first, rest = await self._with_failover(att, self._decode_stream_open)
-        except Failure as f:
-            writer.write(full_response(f.status, JSON, f.body(), keep_alive))
-            await writer.drain()
+            conn.write(full_response(f.status, JSON, f.body(), keep_alive))
+            await conn.drain()
             return f.status, True
         except Passthrough as p:
-            writer.write(full_response(p.status, p.content_type, p.body, keep_alive))
-            await writer.drain()
+            conn.write(full_response(p.status, p.content_type, p.body, keep_alive))
+            await conn.drain()
             return p.status, True
-        return 200, await self._pump(att, eng, resp, first, rest, writer)
+        return 200, await self._pump(att, eng, resp, first, conn)
 
     async def _with_failover(self, att: Attempt, decode):
         """Prefill then decode; retriable failures move to another engine within --max-retries."""
-        kv: dict | None = None
+        kv: bytes | None = None
         p_eng: Engine | None = None
         last: Failure | None = None
         while True:
@@ -297,9 +363,13 @@ class Proxy:
                 if not f.retriable or att.retries >= self.settings.max_retries:
                     raise
                 if f.eng is not None:
-                    att.tried[f.role].add(f.eng)
-                if self.registry.pick(f.role, att.tried[f.role]) is None:
+                    att.exclude(f.role, f.eng)
+                if self.registry.pick(f.role, att.excluded(f.role)) is None:
                     raise
+                if f.role == "decode" and isinstance(f, Answered5xx):
+                    # the decode engine read the KV handle and refused it (e.g. "KV handshake failed": the
+                    # prefill died after answering, before the proxy noticed): prefill again (issue 9)
+                    kv = None
                 att.retries += 1
                 self.metrics.retries += 1
                 log.warning("retrying %s on another %s engine after %s", att.path, f.role, last)
@@ -326,19 +396,29 @@ class Proxy:
         task.add_done_callback(self._rechecks.discard)
 
     def _choose(self, att: Attempt, role: str) -> Engine:
-        eng = self.registry.pick(role, att.tried[role])
+        eng = self.registry.pick(role, att.excluded(role))
         if eng is None:
             raise Failure(503, "no_healthy_engine", f"no healthy {role} engine (see GET /healthcheck)",
                           None, role, retriable=False)
-        att.used.append(f"{role[0]}:{eng.key}")
+        att.used.append(eng.tag)
         return eng
 
-    async def _send(self, eng: Engine, att: Attempt, payload: dict, stream: bool = False) -> ClientResponse:
-        """POST to an engine, mapping transport failures to Failure."""
+    async def _send(self, eng: Engine, att: Attempt, body: bytes, buffered: bool) -> ClientResponse:
+        """POST to an engine (buffered: the whole answer within one deadline), mapping failures to Failure."""
         timeout = self.settings.request_timeout
+        pool = eng.pool
+        payload = b"%s%sContent-Length: %d\r\n\r\n%s" % (pool.head("POST", att.path), att.extra, len(body), body)
         try:
-            return await eng.pool.request("POST", att.path, att.headers, json.dumps(payload).encode(), timeout,
-                                          buffered=not stream)
+            conn = pool.take()
+            if conn is not None:
+                try:
+                    return await conn.start(payload, timeout, buffered)
+                except StaleConnection:
+                    pass
+                except BaseException:
+                    conn.close()
+                    raise
+            return await pool.send(payload, timeout, buffered)
         except BackendConnectError as exc:
             self.registry.mark_failure(eng, str(exc), eject_now=True)
             self.metrics.count(eng.role, eng.key, "connect_error")
@@ -352,7 +432,8 @@ class Proxy:
             raise Failure(504, "timeout", f"{eng.role} engine {eng.key} did not answer within {timeout}s",
                           eng, eng.role, retriable=False) from exc
 
-    async def _read(self, eng: Engine, resp: ClientResponse) -> bytes:
+    async def _read_rest(self, eng: Engine, resp: StreamedResponse) -> bytes:
+        """The body of a streamed (unbuffered) answer, read whole."""
         timeout = self.settings.request_timeout
         try:
             return await resp.read_all(timeout)
@@ -373,85 +454,87 @@ class Proxy:
         if resp.status < 500:
             raise Passthrough(resp.status, resp.headers.get("content-type", JSON), data)
         self._suspect(eng)
-        raise Failure(502, "backend_error", f"{eng.role} engine {eng.key} answered {resp.status}: "
-                      f"{data[:200].decode(errors='replace')}", eng, eng.role, retriable=True)
+        raise Answered5xx(502, "backend_error", f"{eng.role} engine {eng.key} answered {resp.status}: "
+                          f"{data[:200].decode(errors='replace')}", eng, eng.role, retriable=True)
 
-    async def _prefill(self, att: Attempt) -> tuple[Engine, dict | None]:
+    async def _prefill(self, att: Attempt) -> tuple[Engine, bytes | None]:
+        """Run the prefill; returns its engine and the JSON text of its kv_transfer_params (None: none given)."""
         eng = self._choose(att, "prefill")
         eng.outstanding += 1
         try:
-            resp = await self._send(eng, att, prefill_body(att.body))
-            data = await self._read(eng, resp)
+            resp = await self._send(eng, att, att.prefill_payload(), True)
         finally:
             eng.outstanding -= 1
-        self._check_status(eng, resp, data)
-        try:
-            kv = json.loads(data).get("kv_transfer_params")
-        except (ValueError, AttributeError) as exc:
-            self.metrics.count("prefill", eng.key, "bad_body")
-            raise Failure(502, "backend_error", f"prefill engine {eng.key} answered a body that is not a JSON "
-                          f"object: {data[:120]!r}", eng, "prefill", retriable=True) from exc
+        data = resp.body
+        if resp.status >= 300:
+            self._check_status(eng, resp, data)
+        found = jsonfast.last_member(data, "kv_transfer_params")
+        if found is not None:
+            kv = None if found[0] is None else found[1]
+        else:
+            try:
+                value = jsonfast.loads(data).get("kv_transfer_params")  # type: ignore[attr-defined]
+            except (ValueError, AttributeError) as exc:
+                self.metrics.count("prefill", eng.key, "bad_body")
+                raise Failure(502, "backend_error", f"prefill engine {eng.key} answered a body that is not a JSON "
+                              f"object: {data[:120]!r}", eng, "prefill", retriable=True) from exc
+            kv = None if value is None else jsonfast.dumps(value)
         self.metrics.count("prefill", eng.key, "ok")
         return eng, kv
 
-    def _decode_payload(self, att: Attempt, kv: dict | None) -> dict:
-        if kv is None:
-            return att.body
-        return {**att.body, "kv_transfer_params": kv}
-
-    async def _decode_buffered(self, att: Attempt, kv: dict | None) -> tuple[int, str, bytes]:
+    async def _decode_buffered(self, att: Attempt, kv: bytes | None) -> tuple[int, str, bytes]:
         eng = self._choose(att, "decode")
         eng.outstanding += 1
         try:
-            resp = await self._send(eng, att, self._decode_payload(att, kv))
-            data = await self._read(eng, resp)
+            resp = await self._send(eng, att, att.decode_payload(kv), True)
         finally:
             eng.outstanding -= 1
-        self._check_status(eng, resp, data)
+        data = resp.body
+        if resp.status >= 300:
+            self._check_status(eng, resp, data)
         self.metrics.count("decode", eng.key, "ok")
         return resp.status, resp.headers.get("content-type", JSON), data
 
-    async def _decode_stream_open(self, att: Attempt, kv: dict | None):
+    async def _decode_stream_open(self, att: Attempt, kv: bytes | None) -> tuple[Engine, StreamedResponse, bytes]:
         """Open the decode stream and wait for its first body bytes (still retriable until then)."""
         eng = self._choose(att, "decode")
         eng.outstanding += 1
         try:
-            resp = await self._send(eng, att, self._decode_payload(att, kv), stream=True)
+            resp = cast(StreamedResponse, await self._send(eng, att, att.decode_payload(kv), False))
             if resp.status >= 300:
-                self._check_status(eng, resp, await self._read(eng, resp))
-            rest = resp.iter_body(self.settings.request_timeout)
+                self._check_status(eng, resp, await self._read_rest(eng, resp))
+            timeout = self.settings.request_timeout
             try:
-                first = await rest.__anext__()
-            except StopAsyncIteration:
-                first = b""
+                first = await resp.next_piece(timeout) or b""
             except BackendIOError as exc:
                 self.metrics.count("decode", eng.key, "io_error")
                 self._suspect(eng)
                 raise Failure(502, "backend_error", f"{eng.key}: {exc}", eng, "decode", retriable=True) from exc
             except TimeoutError as exc:
                 self.metrics.count("decode", eng.key, "timeout")
-                raise Failure(504, "timeout", f"decode engine {eng.key} sent nothing within "
-                              f"{self.settings.request_timeout}s", eng, "decode", retriable=False) from exc
+                raise Failure(504, "timeout", f"decode engine {eng.key} sent nothing within {timeout}s",
+                              eng, "decode", retriable=False) from exc
         except BaseException:
             eng.outstanding -= 1
             raise
-        return eng, resp, first, rest
+        return eng, resp, first
 
-    async def _pump(self, att: Attempt, eng: Engine, resp: ClientResponse, first: bytes,
-                    rest: AsyncIterator[bytes], writer: asyncio.StreamWriter) -> bool:
+    async def _pump(self, att: Attempt, eng: Engine, resp: StreamedResponse, first: bytes,
+                    conn: ServerConnection) -> bool:
         """Relay the decode stream; a backend failure ends it with an SSE error event."""
         ctype = resp.headers.get("content-type", "text/event-stream")
+        timeout = self.settings.request_timeout
         try:
-            writer.write(response_head(200, {"Content-Type": ctype, "Transfer-Encoding": "chunked",
-                                             "Cache-Control": "no-cache",
-                                             "X-Request-Id": att.headers["X-Request-Id"]}))
-            if first:
-                writer.write(chunk(first))
-            await writer.drain()
+            head = response_head(200, {"Content-Type": ctype, "Transfer-Encoding": "chunked",
+                                       "Cache-Control": "no-cache", "X-Request-Id": att.rid})
+            conn.write(head + chunk(first) if first else head)
+            await conn.drain()
             try:
-                async for piece in rest:
-                    writer.write(chunk(piece))
-                    await writer.drain()
+                while (piece := await resp.next_piece(timeout)) is not None:
+                    if conn.closed:
+                        raise ConnectionResetError("client connection lost")
+                    conn.write(chunk(piece))
+                    await conn.drain()
             except (BackendIOError, TimeoutError) as exc:
                 self._suspect(eng)
                 self.metrics.stream_aborts += 1
@@ -459,17 +542,16 @@ class Proxy:
                 log.error("decode engine %s failed mid-stream for %s: %s", eng.key, att.path, exc)
                 err = {"error": {"message": f"decode engine {eng.key} failed mid-stream: {exc}",
                                  "type": "backend_stream_aborted", "engine": eng.key, "role": "decode"}}
-                writer.write(chunk(b"data: " + json.dumps(err).encode() + b"\n\n") + LAST_CHUNK)
-                await writer.drain()
+                conn.write(chunk(b"data: " + json.dumps(err).encode() + b"\n\n") + LAST_CHUNK)
+                await conn.drain()
                 return False
-            writer.write(LAST_CHUNK)
-            await writer.drain()
+            conn.write(LAST_CHUNK)
+            await conn.drain()
             self.metrics.count("decode", eng.key, "ok")
             return True
         except (ConnectionError, OSError):
             self.metrics.count("decode", eng.key, "client_disconnect")
-            resp.abandon()
             return False
         finally:
             eng.outstanding -= 1
-            await rest.aclose()  # type: ignore[attr-defined]
+            resp.abandon()

@@ -35,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--request-timeout", type=float, default=600.0,
                    help="seconds to wait for a backend answer (and between streamed chunks) before 504")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
+    p.add_argument("--loop", default="auto", choices=["auto", "asyncio", "uvloop"],
+                   help="event loop: uvloop (faster), asyncio (standard library) or auto: uvloop when it can be "
+                        "imported (default: auto)")
     return p
 
 
@@ -74,10 +77,27 @@ async def run(args: argparse.Namespace) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     logging.getLogger("ascend_pd_proxy").info(
-        "listening on %s:%d prefill=%s decode=%s", args.host, args.port,
-        [e.key for e in registry.engines["prefill"]], [e.key for e in registry.engines["decode"]])
-    async with server:
-        await stop.wait()
+        "listening on %s:%d prefill=%s decode=%s loop=%s", args.host, args.port,
+        [e.key for e in registry.engines["prefill"]], [e.key for e in registry.engines["decode"]],
+        type(loop).__module__.split(".", 1)[0])
+    try:
+        async with server:
+            await stop.wait()
+    finally:
+        proxy.access.flush()
+
+
+def loop_factory(choice: str):
+    """The event loop factory for --loop (None: asyncio's default loop)."""
+    if choice == "asyncio":
+        return None
+    try:
+        import uvloop  # type: ignore[import-not-found]  # pylint: disable=import-outside-toplevel
+    except ImportError:
+        if choice == "uvloop":
+            raise
+        return None
+    return uvloop.new_event_loop
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -85,12 +105,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
-        import uvloop  # type: ignore[import-not-found]
-        loop_factory = uvloop.new_event_loop
-    except ImportError:
-        loop_factory = None
+        factory = loop_factory(args.loop)
+    except ImportError as exc:
+        print(f"ascend-pd-proxy: --loop uvloop, but uvloop cannot be imported: {exc}", file=sys.stderr)
+        return 2
     try:
-        with asyncio.Runner(loop_factory=loop_factory) as runner:
+        with asyncio.Runner(loop_factory=factory) as runner:
             runner.run(run(args))
     except OSError as exc:
         print(f"ascend-pd-proxy: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)

@@ -34,13 +34,13 @@ class Engine:
     oks: int = 0
     last_error: str = ""
     pool: ConnectionPool = field(init=False)
+    key: str = field(init=False)  # host:port ([v6]:port), fixed for the engine's life
+    tag: str = field(init=False)  # "p:host:port" or "d:host:port" in the access log
 
     def __post_init__(self) -> None:
         self.pool = ConnectionPool(self.host, self.port)
-
-    @property
-    def key(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        self.key = self.pool.key
+        self.tag = f"{self.role[0]}:{self.key}"
 
     @property
     def routable(self) -> bool:
@@ -85,18 +85,22 @@ class Registry:
         log.info("removed %s engine %s (in-flight requests finish)", role, key)
         return True
 
-    def pick(self, role: str, exclude: set[Engine]) -> Engine | None:
+    def pick(self, role: str, exclude: set[Engine] | frozenset[Engine]) -> Engine | None:
         """Least outstanding requests among routable engines; ties broken round robin."""
         engines = self.engines[role]
         n = len(engines)
-        start = self._rr[role]
+        if not n:
+            return None
+        start = self._rr[role] % n
         best: Engine | None = None
-        for i in range(n):
-            eng = engines[(start + i) % n]
-            if eng.routable and eng not in exclude and (best is None or eng.outstanding < best.outstanding):
-                best = eng
+        low = 1 << 62
+        for eng in engines[start:] + engines[:start] if start else engines:
+            if eng.outstanding < low and eng.up and not eng.draining and not eng.removed and eng not in exclude:
+                best, low = eng, eng.outstanding
+                if not low:  # nobody beats an idle engine
+                    break
         if best is not None:
-            self._rr[role] = (start + 1) % max(n, 1)
+            self._rr[role] = start + 1
         return best
 
     def healthy(self, role: str) -> bool:
@@ -124,8 +128,7 @@ async def probe(eng: Engine, timeout: float) -> str | None:
     """GET /health once; None when healthy, else the reason."""
     try:
         async with asyncio.timeout(timeout):
-            resp = await eng.pool.request("GET", "/health", {}, b"", timeout)
-            await resp.read_all(timeout)
+            resp = await eng.pool.request("GET", "/health", {}, b"", timeout, buffered=True)
     except TimeoutError:
         return f"GET /health timed out after {timeout}s"
     except (BackendConnectError, BackendIOError) as exc:

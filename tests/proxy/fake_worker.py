@@ -2,7 +2,8 @@
 
 It speaks the PD kv_transfer_params flow, records every completion body it gets (JSON lines, --record),
 and can misbehave on demand: --delay (slow answers), --die-after-chunks (SIGKILL-like exit mid-stream),
---fail-status (every answer, /health too, is that status, like a vLLM rank whose DP group lost a member).
+--fail-status (every answer, /health too, is that status, like a vLLM rank whose DP group lost a member);
+--framing chunked|close sends non-streamed answers chunked or delimited by closing the connection.
 """
 
 from __future__ import annotations
@@ -35,6 +36,20 @@ class Handler(BaseHTTPRequestHandler):
         data = json.dumps(obj).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
+        if ARGS.framing == "chunked":  # the body in two chunks
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            half = len(data) // 2
+            self._chunk(data[:half])
+            self._chunk(data[half:])
+            self.wfile.write(b"0\r\n\r\n")
+            return
+        if ARGS.framing == "close":  # no length: the body ends when the connection closes
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(data)
+            self.close_connection = True
+            return
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
@@ -132,6 +147,8 @@ def main() -> None:
     p.add_argument("--chunk-delay", type=float, default=0.0)
     p.add_argument("--die-after-chunks", type=int, default=None)
     p.add_argument("--fail-status", type=int, default=0, help="answer every request with this status (a broken DP group)")
+    p.add_argument("--framing", choices=["length", "chunked", "close"], default="length",
+                   help="how non-streamed answers end: Content-Length, chunked, or by closing the connection")
     p.parse_args(namespace=ARGS)
     ThreadingHTTPServer.request_queue_size = 256
     server = ThreadingHTTPServer(("127.0.0.1", ARGS.port), Handler)

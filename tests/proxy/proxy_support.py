@@ -91,6 +91,8 @@ class Cluster:
                 "--prefiller-hosts", *["127.0.0.1"] * len(prefill), "--prefiller-ports", *map(str, prefill),
                 "--decoder-hosts", *["127.0.0.1"] * len(decode), "--decoder-ports", *map(str, decode),
                 "--health-interval", "0.3", "--health-timeout", "0.5", *extra]
+        if "--loop" not in extra and os.environ.get("PROXY_TEST_LOOP"):  # run a whole suite on one event loop
+            argv += ["--loop", os.environ["PROXY_TEST_LOOP"]]
         env = {**os.environ, "PYTHONPATH": str(PROXY_SRC)}
         self.proxy_proc = self._spawn(argv, env)
         wait_port(port, self.proxy_proc)

@@ -87,6 +87,8 @@ def test_metrics_models_and_client_errors(cluster):
     assert f'ascend_proxy_engine_up{{role="decode",engine="127.0.0.1:{d_port}"}} 1' in text
     assert 'ascend_proxy_request_duration_seconds_count 5' in text  # 3 ok + 404 + 400 body
     assert "ascend_proxy_retries_total 0" in text
+    # access log lines are written in batches, at most 0.2 s after the request
+    wait_until(lambda: "POST /v1/completions status=404 engines=p:127.0.0.1" in cluster.proxy_log(), 3)
     assert "POST /v1/completions status=200 engines=p:127.0.0.1" in cluster.proxy_log()
     assert '"prompt"' not in cluster.proxy_log()
 
