@@ -211,7 +211,7 @@ def hccn_rows(facts: Dict[str, Dict[str, Any]], pairs: List[Dict[str, Any]], pin
             rows.append(_row(host, res["device"], f"ping {res['dst']}/npu{res['peer_device']} {res['address']}",
                              f"{res['received']}/{res['sent']} received", f"{res['sent']}/{res['sent']} received",
                              res["ok"], "F12",
-                             f"hccn_tool -i {res['device']} -ping -g address {res['address']} pkt 3; check link, "
+                             f"hccn_tool -i {res['device']} -ping -g address {res['address']} pkt {res['sent']}; check link, "
                              f"netmask and gateway of both NPUs (hccn_tool -i N -gateway -g)"))
     return rows
 
