@@ -8,9 +8,12 @@ polls GET /healthcheck every --poll seconds and records each engine's state chan
 times (time.time(), comparable with a kill time taken on the simulated machines: they share the clock).
 
     loadgen.py --url http://10.250.0.30:8000 --duration 45 --out result.json [--stop-file F] [--concurrency 4]
+               [--until-back S]
 
-It stops after --duration seconds or as soon as --stop-file exists, whichever is first, and writes one
-JSON document to --out. Standard library only; exit 0 when the run itself worked (the caller judges).
+It stops after --duration seconds, as soon as --stop-file exists, or (--until-back S) S seconds after every
+engine is in rotation again once one had left it (a kill test: the load covers the kill, the ejection, the
+restart, the re-admission and S seconds of traffic to the re-admitted engine), whichever is first, and writes
+one JSON document to --out. Standard library only; exit 0 when the run itself worked (the caller judges).
 
     loadgen.py summarize --result result.json [--kill kill.json]
 
@@ -137,6 +140,8 @@ class Monitor(threading.Thread):
         self.last: dict[str, tuple[str, bool]] = {}
         self.failures = 0
         self.final: dict = {}
+        self.seen_out = False                # some engine has left rotation (down or draining)
+        self.all_back_at: float | None = None  # since when every engine is up again after that
 
     def _poll(self) -> dict:
         conn = http.client.HTTPConnection(self.host, self.port, timeout=2)
@@ -155,6 +160,11 @@ class Monitor(threading.Thread):
             else:
                 now = time.time()
                 self.final = snap
+                out = any(e["state"] != "up" or e["draining"] for r in ("prefill", "decode") for e in snap.get(r, []))
+                if out:
+                    self.seen_out, self.all_back_at = True, None
+                elif self.seen_out and self.all_back_at is None:
+                    self.all_back_at = now
                 for role in ("prefill", "decode"):
                     for eng in snap.get(role, []):
                         key, seen = f"{role}/{eng['engine']}", (eng["state"], eng["draining"])
@@ -192,6 +202,12 @@ def summarize(result: dict, kill: dict | None) -> dict:
     others = {f"{t['role']}/{t['engine']}" for t in trans if t["t"] >= at and t["state"] == "down"} - {victim}
     out["others_left_rotation_s"] = {k: round(first_change(trans, k, at, "down") - at, 3) for k in sorted(others)}
     out["errors_after_kill"] = sum(1 for t in result["error_times"] if t >= at)
+    # the victim's complete answers counted by the proxy's /metrics, read right after the kill (a dead
+    # engine completes nothing more) and after the load: > 0 means the restarted engine served again
+    if kill.get("ok_at_kill") is not None and kill.get("ok_after") is not None:
+        out["served_after_restart"] = kill["ok_after"] - kill["ok_at_kill"]
+    else:
+        out["served_after_restart"] = None
     return out
 
 
@@ -216,6 +232,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--out", required=True, help="where to write the JSON result")
     ap.add_argument("--duration", type=float, default=45.0, help="upper bound of the run in seconds")
     ap.add_argument("--stop-file", default="", help="stop early once this path exists")
+    ap.add_argument("--until-back", type=float, default=0.0, metavar="S",
+                    help="stop S seconds after every engine is in rotation again once one had left it (0: off)")
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--tokens", type=int, default=8, help="max_tokens of every request (ignore_eos)")
     ap.add_argument("--stream", choices=["never", "mixed", "always"], default="mixed")
@@ -235,6 +253,9 @@ def main() -> int:
     for c in clients:
         c.start()
     while time.time() - started < args.duration and not (args.stop_file and os.path.exists(args.stop_file)):
+        back = monitor.all_back_at
+        if args.until_back > 0 and back is not None and time.time() - back >= args.until_back:
+            break
         time.sleep(0.1)
     stop.set()
     for c in clients:
