@@ -129,6 +129,25 @@ def test_truncated_decode_body_is_retried_not_forwarded(cluster):
     assert sum(1 for b in cluster.bodies() if b["role"] == "prefill") == 4
 
 
+def test_decode_5xx_is_retried_with_a_fresh_prefill(cluster):
+    """A decode engine that answers 5xx may have refused the KV handle (its prefill died after answering):
+    the retry runs the prefill again instead of handing the same handle to the next decode engine."""
+    p_port = cluster.worker("prefill")
+    broken = cluster.worker("decode", None, "--fail-status", "500")  # first in the list: the first pick
+    good = cluster.worker("decode")
+    proxy = cluster.proxy([p_port], [broken, good])
+
+    answers = [request(proxy, "POST", "/v1/completions", {"prompt": "x", "max_tokens": 4}) for _unused in range(4)]
+
+    assert [status for status, _unused, _raw in answers] == [200] * 4
+    assert {json.loads(raw)["served_by"] for _unused, _hdrs, raw in answers} == {good}
+    retries = [int(ln.split()[1]) for ln in request(proxy, "GET", "/metrics")[2].decode().splitlines()
+               if ln.startswith("ascend_proxy_retries_total ")]
+    assert retries and retries[0] >= 1
+    # one extra prefill per retry: the refused handle was not reused
+    assert sum(1 for b in cluster.bodies() if b["role"] == "prefill") == 4 + retries[0]
+
+
 def test_all_decoders_down_is_an_honest_503(cluster):
     p_port = cluster.worker("prefill")
     d_port = cluster.worker("decode")
