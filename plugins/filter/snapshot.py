@@ -13,7 +13,9 @@ short_description: Values of cluster snapshots that differ between hosts of the 
 version_added: "0.1.0"
 description:
   - Flattens each host's snapshot to dotted keys and returns one row per key whose value differs between
-    hosts of the same role (a key missing on a host counts). C(matters) marks keys under one of O(matter).
+    hosts of the same role (a key missing on a host counts). C(odd) names the hosts whose value is not the one
+    most hosts of the role hold (every host of the role when no value has a majority). C(matters) marks keys
+    under one of O(matter).
 options:
   _input:
     description: Snapshots by host.
@@ -40,7 +42,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 _value:
-  description: Rows with role, key, values (by host) and matters.
+  description: Rows with role, key, values (by host), odd (hosts) and matters.
   type: list
   elements: dict
 """

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import shlex
+from collections import Counter
 
 CHUNK = 8 * 1024 * 1024
 CACHE_NAME = ".ascend_ops-manifest.json"
@@ -69,14 +70,34 @@ def weights_manifest(directory: str, cache_path: str | None = None, write: bool 
     return manifest, hashed
 
 
-# Values the plan makes different on every host or rank; the snapshot compares the rest.
+# Values the plan makes different on every host, rank or instance; the snapshot compares the rest.
 HOST_SPECIFIC_ENV = ("HCCL_IF_IP", "GLOO_SOCKET_IFNAME", "TP_SOCKET_IFNAME", "HCCL_SOCKET_IFNAME",
                      "ASCEND_RT_VISIBLE_DEVICES")
-RANK_SPECIFIC_FLAGS = ("--port", "--data-parallel-rank", "--data-parallel-start-rank", "--headless")
+# --data-parallel-address is the DP master of the instance: two instances of a role differ there by design.
+RANK_SPECIFIC_FLAGS = ("--port", "--data-parallel-rank", "--data-parallel-start-rank", "--headless",
+                       "--data-parallel-address")
+# Keys of JSON-valued flags that name the instance (engine_id: one per PD instance, older versions only).
+INSTANCE_SPECIFIC_JSON_KEYS = {"--kv-transfer-config": ("engine_id",)}
+
+
+def _flag_value(flag: str, values: list):
+    """A flag's value: True for a switch, a dict for a JSON object (so differences name the key), else the text."""
+    if not values:
+        return True
+    text = " ".join(values)
+    if text.startswith("{"):
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            return text
+        if isinstance(doc, dict):
+            return {k: v for k, v in doc.items() if k not in INSTANCE_SPECIFIC_JSON_KEYS.get(flag, ())}
+    return text
 
 
 def launch_config(env_text: str | None, script_text: str | None) -> dict:
-    """The comparable part of a rendered launch: env without host-specific values, flags without rank ones."""
+    """The comparable part of a rendered launch: env without host-specific values, flags without rank or
+    instance ones; JSON-valued flags (--additional-config, --kv-transfer-config, ...) as dicts."""
     env = {}
     for line in (env_text or "").splitlines():
         key, sep, value = line.partition("=")
@@ -95,7 +116,7 @@ def launch_config(env_text: str | None, script_text: str | None) -> dict:
                 i += 1
                 values.append(argv[i])
             if word not in RANK_SPECIFIC_FLAGS:
-                flags[word] = " ".join(values) if values else True
+                flags[word] = _flag_value(word, values)
         elif not flags and word not in ("vllm", "serve"):
             flags["model"] = word
         i += 1
@@ -116,9 +137,11 @@ def differences(snapshots: dict, roles: dict, matter: tuple = ()) -> list[dict]:
     """Every key whose value differs between hosts of the same role.
 
     ``snapshots`` maps host -> snapshot dict, ``roles`` host -> role. A row:
-    {"role", "key", "values": {host: value}, "matters": bool}; a key missing on
-    a host counts as a difference. ``matters`` is true for keys starting with one
-    of ``matter`` (driver, CANN, image, weights: a preflight failure).
+    {"role", "key", "values": {host: value}, "odd": [hosts], "matters": bool}; a
+    key missing on a host counts as a difference. ``odd`` names the hosts whose
+    value is not the one most hosts of the role hold (every host of the role when
+    no value has a majority of its own). ``matters`` is true for keys starting with
+    one of ``matter`` (driver, CANN, image, weights: a preflight failure).
     """
     rows = []
     by_role: dict = {}
@@ -130,7 +153,11 @@ def differences(snapshots: dict, roles: dict, matter: tuple = ()) -> list[dict]:
         keys = sorted(set().union(*(f.keys() for f in flat.values())))
         for key in keys:
             values = {host: flat[host].get(key, "<missing>") for host in hosts}
-            if len({json.dumps(v, sort_keys=True) for v in values.values()}) > 1:
+            encoded = {host: json.dumps(v, sort_keys=True) for host, v in values.items()}
+            if len(set(encoded.values())) > 1:
+                tally = Counter(encoded.values()).most_common()
+                common = tally[0][0] if tally[0][1] > tally[1][1] else None
                 rows.append({"role": role, "key": key, "values": values,
+                             "odd": [host for host in hosts if encoded[host] != common],
                              "matters": any(key == m or key.startswith(m + ".") for m in matter)})
     return rows

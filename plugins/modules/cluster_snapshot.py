@@ -64,8 +64,9 @@ EXAMPLES = r"""
 RETURN = r"""
 snapshot:
   description: >-
-    driver, cann, kernel, image, launch (env and flags of the rendered launches without host- and rank-specific
-    values), launch_count, launch_mismatch (launches of this host that differ from its first), weights (manifest).
+    driver, cann, kernel, image, launch (env and flags of the rendered launches without host-, rank- and
+    instance-specific values; JSON-valued flags such as --additional-config as dicts), launch_count,
+    launch_mismatch (launches of this host that differ from its first), weights (manifest).
   returned: always
   type: dict
 hashed_files:

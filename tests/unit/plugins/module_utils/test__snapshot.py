@@ -48,6 +48,26 @@ def test_launch_config_drops_host_and_rank_values():
     }
 
 
+def test_launch_config_drops_instance_values_and_reads_json_flags():
+    """Two instances of a role differ in their DP master and engine_id only: nothing to report."""
+    def script(master, engine_id, extra):
+        kv = json.dumps({"kv_role": "kv_consumer", "kv_port": "30100", "engine_id": engine_id})
+        return (f"exec vllm serve /m --data-parallel-address {master} --kv-transfer-config '{kv}'"
+                f" --additional-config '{json.dumps(extra)}'\n")
+    a = launch_config("", script("10.0.0.1", "2", {"enable_mlapo": True}))
+    b = launch_config("", script("10.0.0.3", "3", {"enable_mlapo": True}))
+    assert a == b
+    assert a["flags"]["--kv-transfer-config"] == {"kv_role": "kv_consumer", "kv_port": "30100"}
+    # A host left on another version's rendering shows the setting that moved, by key.
+    old = launch_config('VLLM_ASCEND_ENABLE_MLAPO="1"\n', script("10.0.0.3", "3", {}))
+    rows = differences({"d0": {"launch": a}, "d3": {"launch": old}, "d1": {"launch": b}},
+                       {"d0": "decode", "d1": "decode", "d3": "decode"})
+    assert [(r["key"], r["odd"]) for r in rows] == [
+        ("launch.env.VLLM_ASCEND_ENABLE_MLAPO", ["d3"]),
+        ("launch.flags.--additional-config.enable_mlapo", ["d3"]),
+    ]
+
+
 def test_differences_by_role_and_what_matters():
     snaps = {
         "d0": {"driver": {"Version": "25.2.1"}, "kernel": "6.1", "weights": {"a": "1"}},
@@ -57,7 +77,14 @@ def test_differences_by_role_and_what_matters():
     roles = {"d0": "decode", "d1": "decode", "p0": "prefill"}
     rows = differences(snaps, roles, ("driver", "weights"))
     assert rows == [{"role": "decode", "key": "driver.Version", "values": {"d0": "25.2.1", "d1": "24.1.0"},
-                     "matters": True}]
+                     "odd": ["d0", "d1"], "matters": True}]
     snaps["d1"]["weights"] = {}
     keys = [(r["key"], r["matters"], r["values"]["d1"]) for r in differences(snaps, roles, ("weights",))]
     assert ("weights.a", True, "<missing>") in keys
+
+
+def test_differences_name_the_odd_host():
+    snaps = {h: {"driver": {"Version": "25.2.1"}} for h in ("d0", "d1", "d2")}
+    snaps["d3"] = {"driver": {"Version": "25.2.0"}}
+    rows = differences(snaps, dict.fromkeys(snaps, "decode"), ("driver",))
+    assert [(r["key"], r["odd"], r["matters"]) for r in rows] == [("driver.Version", ["d3"], True)]
