@@ -729,12 +729,7 @@ class BackendConnection(asyncio.Protocol):
         self._state = _DONE
         self._resp = None
         if self._buffered:
-            waiter, self._waiter = self._waiter, None
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-            if waiter is not None and not waiter.done():
-                waiter.set_result(resp)
+            self._resolve(resp)  # type: ignore[arg-type]
         else:
             self._chunked = None
             if resp is not None:
