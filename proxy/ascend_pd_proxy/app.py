@@ -15,7 +15,7 @@ from typing import cast
 from . import jsonfast
 from .engines import ROLES, Engine, Registry, health_loop, parse_instance, probe
 from .http11 import (LAST_CHUNK, BackendConnectError, BackendIOError, ClientResponse, Request, ServerConnection,
-                     StaleConnection, StreamedResponse, chunk, full_response, response_head)
+                     StreamedResponse, chunk, full_response, response_head)
 from .metrics import Metrics
 
 log = logging.getLogger("ascend_pd_proxy")
@@ -409,15 +409,6 @@ class Proxy:
         pool = eng.pool
         payload = b"%s%sContent-Length: %d\r\n\r\n%s" % (pool.head("POST", att.path), att.extra, len(body), body)
         try:
-            conn = pool.take()
-            if conn is not None:
-                try:
-                    return await conn.start(payload, timeout, buffered)
-                except StaleConnection:
-                    pass
-                except BaseException:
-                    conn.close()
-                    raise
             return await pool.send(payload, timeout, buffered)
         except BackendConnectError as exc:
             self.registry.mark_failure(eng, str(exc), eject_now=True)

@@ -817,15 +817,6 @@ class ConnectionPool:
             raise BackendConnectError(f"cannot connect to {self.host}:{self.port}: {exc!r}") from exc
         return conn
 
-    def take(self) -> BackendConnection | None:
-        """An idle keep-alive connection, if any (send() retries on a fresh one when it turns out stale)."""
-        idle = self.idle
-        while idle:
-            conn = idle.pop()
-            if not conn.closed:
-                return conn
-        return None
-
     def release(self, conn: BackendConnection) -> None:
         if len(self.idle) < self.max_idle and not conn.closed:
             self.idle.append(conn)
