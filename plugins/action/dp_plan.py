@@ -22,6 +22,7 @@ PROXY_VARS = {
     "health_interval": "vllm_proxy_health_interval",
     "failure_threshold": "vllm_proxy_failure_threshold",
     "max_retries": "vllm_proxy_max_retries",
+    "fallback": "vllm_proxy_fallback",
     "vllm_router_bin": "vllm_proxy_router_bin",
     "router_policy": "vllm_proxy_router_policy",
     "ascend_pd_proxy_bin": "vllm_proxy_bin",

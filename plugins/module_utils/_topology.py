@@ -565,6 +565,11 @@ def _plan_proxy(pspec: dict | None, hosts: list[dict], info: dict, pd: bool, out
     port = int(pspec.get("port", 8000))
     bind = str(pspec.get("bind", "0.0.0.0"))
     backend = pspec.get("backend", "ascend_pd_proxy")
+    fallback = pspec.get("fallback")
+    if fallback is not None and fallback not in ("drained", "always", "off"):
+        errors.append(f"host {host['name']} (proxy): vllm_proxy_fallback {fallback!r} unknown; use drained, always or "
+                      "'off' (quoted: YAML reads a bare off as false)")
+        return None
     argv = proxy_argv(backend, pspec, bind, port, prefillers, decoders)
     if argv is None:
         errors.append(f"host {host['name']} (proxy): pd_proxy_backend {backend!r} unknown; use vllm_ascend_example, ascend_pd_proxy or vllm_router")
@@ -572,6 +577,8 @@ def _plan_proxy(pspec: dict | None, hosts: list[dict], info: dict, pd: bool, out
     return {
         "host": host["name"], "address": host["address"], "port": port, "bind": bind, "backend": backend,
         "argv": argv, "unset_env": ["http_proxy", "https_proxy"],
+        # whether one role serves whole requests while the other is drained (restart.yml relies on it for 1P1D)
+        "fallback": str(fallback or "drained") if backend == "ascend_pd_proxy" else "off",
         "prefillers": prefillers, "decoders": decoders,
     }
 
@@ -590,7 +597,7 @@ def proxy_argv(backend: str, pspec: dict, bind: str, port: int, prefillers: list
         return seed_style([str(pspec.get("python", "python")), str(pspec.get("example_script", "load_balance_proxy_server_example.py"))])
     if backend == "ascend_pd_proxy":
         extra: list[str] = []
-        for key in ("health_interval", "failure_threshold", "max_retries"):
+        for key in ("health_interval", "failure_threshold", "max_retries", "fallback"):
             if pspec.get(key) is not None:
                 extra += ["--" + key.replace("_", "-"), str(pspec[key])]
         return seed_style([str(pspec.get("ascend_pd_proxy_bin", "ascend-pd-proxy"))]) + extra

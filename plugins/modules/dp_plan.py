@@ -40,7 +40,8 @@ options:
   proxy:
     description:
       - Proxy settings C(backend), C(port), C(bind), C(python), C(example_script), C(health_interval),
-        C(failure_threshold), C(max_retries), C(vllm_router_bin), C(router_policy), C(ascend_pd_proxy_bin).
+        C(failure_threshold), C(max_retries), C(fallback), C(vllm_router_bin), C(router_policy),
+        C(ascend_pd_proxy_bin).
     type: dict
     required: false
   require_nic:

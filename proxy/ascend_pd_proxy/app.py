@@ -31,6 +31,10 @@ class Settings:
     request_timeout: float = 600.0
     health_interval: float = 2.0
     health_timeout: float = 1.0
+    # When every engine of one role is out of rotation, the other role serves whole requests (its engines
+    # prefill locally, no KV transfer): "drained" only when they were all drained on purpose (a planned
+    # restart or upgrade of the only instance of a role), "always" also when they are down, "off" never.
+    fallback: str = "drained"
 
 
 class AccessLog:
@@ -101,6 +105,14 @@ class Answered5xx(Failure):
     """The backend read the request and answered 5xx (a decode engine: it may have failed on the KV handle)."""
 
 
+class FallBack(Exception):
+    """No engine of one role can take the request; serve it whole on an engine of `role` (--fallback)."""
+
+    def __init__(self, role: str) -> None:
+        super().__init__(role)
+        self.role = role
+
+
 class Passthrough(Exception):
     """A backend answered a client error (4xx): hand it to the client unchanged."""
 
@@ -115,6 +127,8 @@ class Attempt:
     body: dict
     retries = 0
     tried: dict[str, set[Engine]] | None = None
+    serve = "decode"  # the role whose engine produces the answer ("prefill" while decode falls back)
+    fallback = False
     _prefill: bytes | None = None
     _splice: bool | None = None
 
@@ -229,14 +243,19 @@ class Proxy:
     # ---- admin and observability ---------------------------------------------------------
     def _snapshot(self) -> dict[str, object]:
         state: dict[str, object] = {r: [e.state() for e in self.registry.engines[r]] for r in ROLES}
-        state["status"] = "ok" if all(self.registry.healthy(r) for r in ROLES) else "unavailable"
+        down = [r for r in ROLES if not self.registry.healthy(r)]
+        # degraded: one role is out but the other serves whole requests (--fallback); still HTTP 200 so a load
+        # balancer in front keeps the proxy in rotation during a planned restart of a role's only instance
+        covered = len(down) == 1 and self._fallback_for(down[0]) is not None
+        state["status"] = "ok" if not down else "degraded" if covered else "unavailable"
+        state["fallback"] = self.settings.fallback
         for role in ROLES:
             state[f"{role}_instances"] = len(self.registry.engines[role])
         return state
 
     async def _healthcheck(self, _req: Request) -> tuple[int, str, bytes]:
         snap = self._snapshot()
-        return (200 if snap["status"] == "ok" else 503), JSON, json.dumps(snap).encode()
+        return (503 if snap["status"] == "unavailable" else 200), JSON, json.dumps(snap).encode()
 
     async def _metrics_page(self, _req: Request) -> tuple[int, str, bytes]:
         return 200, "text/plain; version=0.0.4", self.metrics.render(self.registry)
@@ -246,7 +265,12 @@ class Proxy:
         auth = {"Authorization": req.headers["authorization"]} if "authorization" in req.headers else {}
         if not auth and self._env_auth:
             auth = {"Authorization": self._env_auth.decode("latin-1").split(": ", 1)[1].strip()}
-        while (eng := self.registry.pick("decode", tried)) is not None:
+        def next_engine() -> Engine | None:
+            eng = self.registry.pick("decode", tried)
+            if eng is None and self._fallback_for("decode") == "prefill":
+                eng = self.registry.pick("prefill", tried)
+            return eng
+        while (eng := next_engine()) is not None:
             tried.add(eng)
             try:
                 resp = await eng.pool.request("GET", "/v1/models", auth, b"", self.settings.health_timeout * 5,
@@ -257,7 +281,7 @@ class Proxy:
             except (BackendIOError, TimeoutError):
                 continue
             return resp.status, resp.headers.get("content-type", JSON), resp.body
-        status, body = error_json(503, "no_healthy_engine", "no healthy decode engine answered GET /v1/models")
+        status, body = error_json(503, "no_healthy_engine", "no healthy engine answered GET /v1/models")
         return status, JSON, body
 
     async def _admin(self, req: Request) -> tuple[int, str, bytes]:
@@ -355,16 +379,24 @@ class Proxy:
         last: Failure | None = None
         while True:
             try:
+                if att.fallback:
+                    return await decode(att, None)
+                if not self.registry.healthy("decode"):  # no prefill whose KV nobody would fetch
+                    self._choose(att, "decode")
                 if kv is None or p_eng is None or not p_eng.up:
                     p_eng, kv = await self._prefill(att)
                 return await decode(att, kv)
+            except FallBack as fb:
+                att.fallback, att.serve = True, fb.role
+                self.metrics.fallbacks[fb.role] += 1
             except Failure as f:
                 last = f
                 if not f.retriable or att.retries >= self.settings.max_retries:
                     raise
                 if f.eng is not None:
                     att.exclude(f.role, f.eng)
-                if self.registry.pick(f.role, att.excluded(f.role)) is None:
+                if (self.registry.pick(f.role, att.excluded(f.role)) is None
+                        and (att.fallback or self._fallback_for(f.role) is None)):
                     raise
                 if f.role == "decode" and isinstance(f, Answered5xx):
                     # the decode engine read the KV handle and refused it (e.g. "KV handshake failed": the
@@ -373,6 +405,19 @@ class Proxy:
                 att.retries += 1
                 self.metrics.retries += 1
                 log.warning("retrying %s on another %s engine after %s", att.path, f.role, last)
+
+    def _fallback_for(self, role: str) -> str | None:
+        """The other role, when `role` has no engine left to take a request and --fallback lets the other serve
+        whole requests (called only once routing found no engine: nothing on the hot path)."""
+        mode = self.settings.fallback
+        if mode == "off":
+            return None
+        if mode == "drained":
+            engines = self.registry.engines[role]
+            if not engines or not all(e.draining for e in engines):
+                return None
+        other = "decode" if role == "prefill" else "prefill"
+        return other if self.registry.healthy(other) else None
 
     def _suspect(self, eng: Engine) -> None:
         """After a broken connection or a 5xx, probe the engine now (once at a time); eject it if that fails.
@@ -398,6 +443,9 @@ class Proxy:
     def _choose(self, att: Attempt, role: str) -> Engine:
         eng = self.registry.pick(role, att.excluded(role))
         if eng is None:
+            other = None if att.fallback else self._fallback_for(role)
+            if other is not None:
+                raise FallBack(other)
             raise Failure(503, "no_healthy_engine", f"no healthy {role} engine (see GET /healthcheck)",
                           None, role, retriable=False)
         att.used.append(eng.tag)
@@ -474,7 +522,7 @@ class Proxy:
         return eng, kv
 
     async def _decode_buffered(self, att: Attempt, kv: bytes | None) -> tuple[int, str, bytes]:
-        eng = self._choose(att, "decode")
+        eng = self._choose(att, att.serve)
         eng.outstanding += 1
         try:
             resp = await self._send(eng, att, att.decode_payload(kv), True)
@@ -483,12 +531,12 @@ class Proxy:
         data = resp.body
         if resp.status >= 300:
             self._check_status(eng, resp, data)
-        self.metrics.count("decode", eng.key, "ok")
+        self.metrics.count(eng.role, eng.key, "ok")
         return resp.status, resp.headers.get("content-type", JSON), data
 
     async def _decode_stream_open(self, att: Attempt, kv: bytes | None) -> tuple[Engine, StreamedResponse, bytes]:
         """Open the decode stream and wait for its first body bytes (still retriable until then)."""
-        eng = self._choose(att, "decode")
+        eng = self._choose(att, att.serve)
         eng.outstanding += 1
         try:
             resp = cast(StreamedResponse, await self._send(eng, att, att.decode_payload(kv), False))
@@ -498,13 +546,13 @@ class Proxy:
             try:
                 first = await resp.next_piece(timeout) or b""
             except BackendIOError as exc:
-                self.metrics.count("decode", eng.key, "io_error")
+                self.metrics.count(eng.role, eng.key, "io_error")
                 self._suspect(eng)
-                raise Failure(502, "backend_error", f"{eng.key}: {exc}", eng, "decode", retriable=True) from exc
+                raise Failure(502, "backend_error", f"{eng.key}: {exc}", eng, eng.role, retriable=True) from exc
             except TimeoutError as exc:
-                self.metrics.count("decode", eng.key, "timeout")
-                raise Failure(504, "timeout", f"decode engine {eng.key} sent nothing within {timeout}s",
-                              eng, "decode", retriable=False) from exc
+                self.metrics.count(eng.role, eng.key, "timeout")
+                raise Failure(504, "timeout", f"{eng.role} engine {eng.key} sent nothing within {timeout}s",
+                              eng, eng.role, retriable=False) from exc
         except BaseException:
             eng.outstanding -= 1
             raise
@@ -529,19 +577,19 @@ class Proxy:
             except (BackendIOError, TimeoutError) as exc:
                 self._suspect(eng)
                 self.metrics.stream_aborts += 1
-                self.metrics.count("decode", eng.key, "stream_abort")
-                log.error("decode engine %s failed mid-stream for %s: %s", eng.key, att.path, exc)
-                err = {"error": {"message": f"decode engine {eng.key} failed mid-stream: {exc}",
-                                 "type": "backend_stream_aborted", "engine": eng.key, "role": "decode"}}
+                self.metrics.count(eng.role, eng.key, "stream_abort")
+                log.error("%s engine %s failed mid-stream for %s: %s", eng.role, eng.key, att.path, exc)
+                err = {"error": {"message": f"{eng.role} engine {eng.key} failed mid-stream: {exc}",
+                                 "type": "backend_stream_aborted", "engine": eng.key, "role": eng.role}}
                 conn.write(chunk(b"data: " + json.dumps(err).encode() + b"\n\n") + LAST_CHUNK)
                 await conn.drain()
                 return False
             conn.write(LAST_CHUNK)
             await conn.drain()
-            self.metrics.count("decode", eng.key, "ok")
+            self.metrics.count(eng.role, eng.key, "ok")
             return True
         except (ConnectionError, OSError):
-            self.metrics.count("decode", eng.key, "client_disconnect")
+            self.metrics.count(eng.role, eng.key, "client_disconnect")
             return False
         finally:
             eng.outstanding -= 1

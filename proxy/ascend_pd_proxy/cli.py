@@ -35,6 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--request-timeout", type=float, default=600.0,
                    help="seconds to wait for a backend answer (and between streamed chunks) before 504")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
+    p.add_argument("--fallback", default="drained", choices=["drained", "always", "off"],
+                   help="when every engine of one role is out of rotation, send whole requests to the other role "
+                        "(its engines prefill locally): 'drained' only when they were drained on purpose, e.g. the "
+                        "only instance of a role restarting for an upgrade; 'always' also when they are down; "
+                        "'off' answers 503 instead (default: drained)")
     p.add_argument("--loop", default="auto", choices=["auto", "asyncio", "uvloop"],
                    help="event loop: uvloop (faster), asyncio (standard library) or auto: uvloop when it can be "
                         "imported (default: auto)")
@@ -69,7 +74,8 @@ async def run(args: argparse.Namespace) -> None:
     for role, pairs in (("prefill", args.prefill), ("decode", args.decode)):
         for host, port in pairs:
             registry.add(role, host, port)
-    settings = Settings(args.max_retries, args.request_timeout, args.health_interval, args.health_timeout)
+    settings = Settings(args.max_retries, args.request_timeout, args.health_interval, args.health_timeout,
+                        args.fallback)
     proxy = Proxy(registry, settings)
     server = await proxy.serve(args.host, args.port)
     stop = asyncio.Event()

@@ -15,6 +15,7 @@ class Metrics:
         self.requests: Counter[tuple[str, str, str]] = Counter()
         self.retries = 0
         self.stream_aborts = 0
+        self.fallbacks: Counter[str] = Counter()  # whole requests served by one role while the other was out
         self.bucket_counts = [0] * (len(BUCKETS) + 1)
         self.duration_sum = 0.0
         self.duration_count = 0
@@ -47,7 +48,11 @@ class Metrics:
                 "# HELP ascend_proxy_stream_aborts_total Streams ended with an error event after bytes were sent.",
                 "# TYPE ascend_proxy_stream_aborts_total counter",
                 f"ascend_proxy_stream_aborts_total {self.stream_aborts}",
-                "# HELP ascend_proxy_request_duration_seconds Client request duration.",
+                "# HELP ascend_proxy_fallback_total Requests served whole by one role while the other had no "
+                "engine in rotation (--fallback).",
+                "# TYPE ascend_proxy_fallback_total counter"]
+        out += [f'ascend_proxy_fallback_total{{served_by="{role}"}} {self.fallbacks[role]}' for role in ROLES]
+        out += ["# HELP ascend_proxy_request_duration_seconds Client request duration.",
                 "# TYPE ascend_proxy_request_duration_seconds histogram"]
         cumulative = 0
         for bound, n in zip(BUCKETS, self.bucket_counts):

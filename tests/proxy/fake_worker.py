@@ -1,6 +1,7 @@
 """A tiny vLLM-like engine for proxy tests (stdlib only, run as a subprocess).
 
-It speaks the PD kv_transfer_params flow, records every completion body it gets (JSON lines, --record),
+It speaks the PD kv_transfer_params flow (a prefill engine asked without do_remote_decode answers the whole
+request, as vLLM does), records every completion body it gets (JSON lines, --record),
 and can misbehave on demand: --delay (slow answers), --die-after-chunks (SIGKILL-like exit mid-stream),
 --fail-status (every answer, /health too, is that status, like a vLLM rank whose DP group lost a member);
 --framing chunked|close sends non-streamed answers chunked or delimited by closing the connection.
@@ -84,7 +85,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         if ARGS.delay:
             time.sleep(ARGS.delay)
-        if ARGS.role == "prefill":
+        if ARGS.role == "prefill" and (body.get("kv_transfer_params") or {}).get("do_remote_decode"):
             self._send(200, self._prefill_answer(body))
         elif body.get("stream"):
             self._stream(body)

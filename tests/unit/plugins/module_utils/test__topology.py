@@ -222,10 +222,10 @@ def test_pd_xpyd_two_prefill_instances():
                                  "--prefiller-hosts", "192.0.2.10", "--prefiller-ports", "6700",
                                  "--decoder-hosts", "192.0.2.11", "192.0.2.11", "--decoder-ports", "6721", "6722"]),
     ("ascend_pd_proxy", {"health_interval": 2, "failure_threshold": 3, "max_retries": 4, "port": 9000,
-                         "ascend_pd_proxy_bin": "/opt/p/bin/ascend-pd-proxy"},
+                         "fallback": "always", "ascend_pd_proxy_bin": "/opt/p/bin/ascend-pd-proxy"},
      ["/opt/p/bin/ascend-pd-proxy", "--port", "9000", "--host", "0.0.0.0", "--prefiller-hosts", "192.0.2.10",
       "--prefiller-ports", "6700", "--decoder-hosts", "192.0.2.11", "192.0.2.11", "--decoder-ports", "6721", "6722",
-      "--health-interval", "2", "--failure-threshold", "3", "--max-retries", "4"]),
+      "--health-interval", "2", "--failure-threshold", "3", "--max-retries", "4", "--fallback", "always"]),
     ("vllm_router", {"bind": "127.0.0.1", "health_interval": 5, "router_policy": "cache_aware"},
      ["vllm-router", "--vllm-pd-disaggregation", "--prefill", "http://192.0.2.10:6700",
       "--decode", "http://192.0.2.11:6721", "--decode", "http://192.0.2.11:6722", "--host", "127.0.0.1",
@@ -485,6 +485,14 @@ def test_unknown_proxy_backend():
     spec = pd_cluster([host("p0", "prefill")], [host("d0", "decode", kv_port=41000)], proxy={"backend": "nginx"})
     assert rejected(spec) == ["host px (proxy): pd_proxy_backend 'nginx' unknown; use vllm_ascend_example, "
                               "ascend_pd_proxy or vllm_router"]
+
+
+@pytest.mark.parametrize("value", [False, "sometimes"])
+def test_unknown_proxy_fallback(value):
+    """A bare YAML off arrives as False: the error says to quote it."""
+    spec = pd_cluster([host("p0", "prefill")], [host("d0", "decode", kv_port=41000)], proxy={"fallback": value})
+    assert rejected(spec) == [f"host px (proxy): vllm_proxy_fallback {value!r} unknown; use drained, always or "
+                              "'off' (quoted: YAML reads a bare off as false)"]
 
 
 @pytest.mark.parametrize("keys, line", [
