@@ -265,6 +265,7 @@ class Proxy:
         auth = {"Authorization": req.headers["authorization"]} if "authorization" in req.headers else {}
         if not auth and self._env_auth:
             auth = {"Authorization": self._env_auth.decode("latin-1").split(": ", 1)[1].strip()}
+
         def next_engine() -> Engine | None:
             eng = self.registry.pick("decode", tried)
             if eng is None and self._fallback_for("decode") == "prefill":
