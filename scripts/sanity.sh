@@ -12,7 +12,7 @@ work=$(mktemp -d /tmp/ascend-sanity.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 dest="$work/ansible_collections/ascend_ops/vllm"
 mkdir -p "$dest"
-git ls-files -co --exclude-standard -z | grep -zv '^\.collections/' | rsync -a --from0 --files-from=- . "$dest/"
+git ls-files -co --exclude-standard -z | grep -zv '^\.collections/' | rsync -a --from0 --ignore-missing-args --files-from=- . "$dest/"
 (cd "$dest" && git init -q && git add -A)
 
 pip_version=$(.venv/bin/python - <<'PY'

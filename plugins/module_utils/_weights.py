@@ -310,4 +310,18 @@ def verify_weights(path: str, index_name: Optional[str] = None, manifest: Union[
             raise WeightsError("sha256 of %s is %s, manifest says %s" % (file_path, actual, expected), shard=name)
         checked.append(name)
     return {"changed": False, "index": index_path, "shard_count": len(by_shard), "tensor_count": tensor_count,
-            "total_bytes": total_bytes, "manifest_checked": checked}
+            "total_bytes": total_bytes, "dir_bytes": _visible_bytes(path), "manifest_checked": checked}
+
+
+def _visible_bytes(path: str) -> int:
+    """Bytes of the files an in-cluster copy of ``path`` takes (hidden, ``*.part`` and ``*.incomplete`` left out)."""
+    total = 0
+    for root, dirs, files in os.walk(path):
+        dirs[:] = [name for name in dirs if not name.startswith(".")]
+        for name in files:
+            if not name.startswith(".") and not name.endswith((".part", ".incomplete")):
+                try:
+                    total += os.stat(os.path.join(root, name)).st_size
+                except FileNotFoundError:
+                    continue
+    return total

@@ -10,20 +10,35 @@
   of side files; each file goes to ``<name>.part`` (resumed with Range when the server allows it)
   and is renamed once its size matches Content-Length. Files already complete are not fetched.
 - ``tree_bytes``: bytes under a directory, partial files included (progress reports).
+- ``pull_checkpoint``: the in-cluster copy. A receiver pulls with rsync from its source while the
+  source is still being filled (a download or another pull), file by file as each one completes there,
+  and finishes once the source has written its completion marker; so the copies run behind the one
+  download instead of after it.
+- Completion markers: a host that serves others writes ``<marker>.done`` (``ok`` or ``failed: <why>``)
+  into the checkpoint directory when its copy is complete and checked. The name carries the run and the
+  host, so a marker left by an earlier run never counts; hidden files are never copied on.
+  ``MarkedCopy`` is that protocol for the modules that fill a directory (weights_fetch, weights_hub,
+  weights_pull).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
+import time
 import urllib.error
 import urllib.parse
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Callable, Optional
 
 from ansible.module_utils import urls
 
+from ansible_collections.ascend_ops.vllm.plugins.module_utils._weights import WeightsError, verify_weights
+
 CHUNK = 1024 * 1024
+MARKER_PREFIX = ".ascend-ops-weights-"
+MARKER_SUFFIX = ".done"
 
 
 class FetchError(Exception):
@@ -76,6 +91,9 @@ class Mirror:
         self.base_url = base_url if base_url.endswith("/") else base_url + "/"
         self.headers = {"Authorization": "Bearer %s" % token} if token else {}
         self.timeout = timeout
+        # One TLS context for every request (open_url would build one per request, ~40 ms each: 2 per file).
+        # No netrc: the token is the only credential sent.
+        self.request = urls.Request(use_netrc=False, context=urls.make_context())
 
     def url(self, name: str) -> str:
         return urllib.parse.urljoin(self.base_url, urllib.parse.quote(name))
@@ -85,9 +103,8 @@ class Mirror:
         if offset:
             headers["Range"] = "bytes=%d-" % offset
         try:
-            # bytes exactly as served (sizes are checked); no netrc: the token is the only credential sent
-            return urls.open_url(self.url(name), headers=headers, method=method, timeout=self.timeout,
-                                 decompress=False, use_netrc=False)
+            # bytes exactly as served (sizes are checked)
+            return self.request.open(method, self.url(name), headers=headers, timeout=self.timeout, decompress=False)
         except urllib.error.HTTPError as exc:
             exc.close()
             raise FetchError("%s %s answered HTTP %d %s" % (method, self.url(name), exc.code, exc.reason)) from None
@@ -214,3 +231,212 @@ def hub_argv(source: str, executable: str, repo_id: str, dest: str, revision: Op
 def hub_env(source: str, token: Optional[str]) -> dict[str, str]:
     """Environment for the hub client: the token only ever travels here, never in argv."""
     return {HUB_TOKEN_ENV[source]: token} if token else {}
+
+
+class PullError(Exception):
+    """An in-cluster copy problem; the message names the source and what was seen."""
+
+
+def marker_file(marker: str) -> str:
+    """File name of the completion marker ``marker`` (a hidden name chosen by the role)."""
+    if not marker.startswith(MARKER_PREFIX) or "/" in marker:
+        raise ValueError("completion marker %r must be a plain file name starting with %s" % (marker, MARKER_PREFIX))
+    return marker + MARKER_SUFFIX
+
+
+def clear_markers(path: str) -> list[str]:
+    """Remove every completion marker (of any run) from ``path``; returns the names removed."""
+    removed = []
+    try:
+        names = os.listdir(path)
+    except FileNotFoundError:
+        return removed
+    for name in names:
+        if name.startswith(MARKER_PREFIX) and name.endswith(MARKER_SUFFIX):
+            try:
+                os.unlink(os.path.join(path, name))
+                removed.append(name)
+            except FileNotFoundError:
+                pass
+    return removed
+
+
+def write_marker(path: str, marker: str, error: Optional[str] = None) -> None:
+    """Write ``<marker>.done`` atomically: ``ok`` or ``failed: <error>`` (one line)."""
+    os.makedirs(path, exist_ok=True)
+    final = os.path.join(path, marker_file(marker))
+    tmp = final + ".tmp"
+    text = "ok\n" if error is None else "failed: %s\n" % " ".join(str(error).split())
+    with open(tmp, "w", encoding="utf-8") as fp:
+        fp.write(text)
+        fp.flush()
+        os.fsync(fp.fileno())
+    os.replace(tmp, final)
+
+
+def read_marker(path: str, marker: str) -> Optional[str]:
+    """None while ``<marker>.done`` is absent; '' when it says ok; the reason when it says failed."""
+    try:
+        with open(os.path.join(path, marker_file(marker)), encoding="utf-8") as fp:
+            text = fp.read().strip()
+    except FileNotFoundError:
+        return None
+    if text == "ok":
+        return ""
+    return text[len("failed:"):].strip() if text.startswith("failed:") else "unreadable marker %r" % text
+
+
+def check_marker_option(module: Any, option: str, marker: Optional[str]) -> None:
+    """Fail ``module`` (an AnsibleModule) with ``<option>: <why>`` when ``marker`` is set but no valid marker name."""
+    if marker:
+        try:
+            marker_file(marker)
+        except ValueError as exc:
+            module.fail_json(msg="%s: %s" % (option, exc))
+
+
+class MarkedCopy:
+    """The completion marker of a module that fills the checkpoint directory ``path`` while other hosts may be
+    copying from it (weights_fetch, weights_hub, weights_pull). ``marker`` None: no marker is written.
+
+    ``start`` before the copy, then either ``fail`` (writes ``failed: <why>`` so the hosts behind this one stop
+    at once, then fails the module) or ``finish`` (checks the copy as weights_verify does, headers only, then
+    writes ``ok``)."""
+
+    def __init__(self, module: Any, path: str, marker: Optional[str], option: str = "done_marker") -> None:
+        check_marker_option(module, option, marker)
+        self.module = module
+        self.path = path
+        self.marker = marker
+
+    def start(self) -> None:
+        """The directory exists from the start, so hosts copying from this one can connect at once; no marker
+        of an earlier run is left in it."""
+        os.makedirs(self.path, exist_ok=True)
+        clear_markers(self.path)
+
+    def fail(self, msg: str, marker_error: Optional[str] = None, **result: Any) -> None:
+        """Mark the copy failed (with ``marker_error``, default ``msg``) and fail the module with ``msg``."""
+        if self.marker:
+            write_marker(self.path, self.marker, error=msg if marker_error is None else marker_error)
+        self.module.fail_json(msg=msg, **result)
+
+    def finish(self, index_name: Optional[str], describe: Callable[[Exception], str],
+               describe_marker: Optional[Callable[[Exception], str]] = None, **result: Any) -> dict:
+        """Check the copy; when it is incomplete ``fail`` with ``describe(exc)`` (the marker with
+        ``describe_marker(exc)``, default the same) and ``result``; else mark it ok. Returns verify_weights'."""
+        try:
+            verified = verify_weights(self.path, index_name)
+        except (WeightsError, OSError) as exc:
+            self.fail(describe(exc), describe_marker(exc) if describe_marker else None, **result)
+        if self.marker:
+            write_marker(self.path, self.marker)
+        return verified
+
+
+@dataclass
+class PullResult:
+    """What ``pull_checkpoint`` did."""
+
+    files: list[str] = field(default_factory=list)
+    bytes_pulled: int = 0
+    passes: int = 0
+    seconds: float = 0.0
+
+
+_FATAL = ("Permission denied", "Host key verification failed", "REMOTE HOST IDENTIFICATION HAS CHANGED",
+          "has been disabled on this server", "is not allowed")
+
+
+def rsync_argv(rsync: str, rsh: Optional[str], source: str, dest: str, index_name: str,
+               source_marker: Optional[str], final: bool) -> list[str]:
+    """One rsync pass. Hidden files (temp files, markers, hub client caches) and ``*.part`` /
+    ``*.incomplete`` downloads are never taken. Before the final pass the index is left out (a
+    complete index means a complete copy, here as after a download) and the source's marker is taken
+    so the receiver sees when the source is done. Partial files go to a hidden partial dir, so a file
+    under its own name is always whole and an interrupted copy resumes."""
+    argv = [rsync, "--recursive", "--links", "--times", "--perms", "--partial-dir=.rsync-partial",
+            "--out-format=%l %n"]
+    if rsh:
+        argv += ["--rsh", rsh]
+    if not final and source_marker:
+        argv.append("--include=/" + marker_file(source_marker))
+    argv += ["--exclude=.*", "--exclude=*.part", "--exclude=*.incomplete"]
+    if not final:
+        argv.append("--exclude=/" + index_name)
+    return argv + [source, dest.rstrip("/") + "/"]
+
+
+def _transferred(stdout: str) -> list[tuple[str, int]]:
+    """(name, size) of the files an ``--out-format='%l %n'`` pass printed (directories left out)."""
+    result = []
+    for line in stdout.splitlines():
+        size, _sep, name = line.strip().partition(" ")
+        if name and not name.endswith("/") and size.isdigit():
+            result.append((name, int(size)))
+    return result
+
+
+def pull_checkpoint(rsync: str, rsh: Optional[str], source: str, source_name: str, dest: str,
+                    index_name: str, source_marker: Optional[str], interval: float = 2.0,
+                    stall_timeout: float = 1800.0, max_errors: int = 30,
+                    run: Callable[..., subprocess.CompletedProcess] = subprocess.run,
+                    clock: Callable[[], float] = time.monotonic,
+                    sleep: Callable[[float], None] = time.sleep) -> PullResult:
+    """Make ``dest`` a copy of ``source`` (an rsync source such as ``root@10.0.0.1:./``).
+
+    ``source_marker`` None: the source already holds a complete, checked copy, one pass is enough.
+    Otherwise pass after pass (``interval`` apart) takes every file complete at the source until its
+    marker says done, then a final pass takes the rest and the index. Fails when the source reports a
+    failure, when no new file arrived for ``stall_timeout`` seconds, at once when ssh refuses the key or
+    the host key, or rrsync the options, else after ``max_errors`` rsync failures in a row."""
+    started = clock()
+    result = PullResult()
+    os.makedirs(dest, exist_ok=True)
+    last_new = clock()
+    errors: list[str] = []
+
+    def one_pass(final: bool) -> bool:
+        argv = rsync_argv(rsync, rsh, source, dest, index_name, source_marker, final)
+        proc = run(argv, capture_output=True, text=True, check=False)
+        result.passes += 1
+        got = [(name, size) for name, size in _transferred(proc.stdout) if not name.startswith(MARKER_PREFIX)]
+        result.files += [name for name, _size in got]
+        result.bytes_pulled += sum(size for _name, size in got)
+        # 24: a file vanished while listed (a temp file renamed at the source): the next pass takes it.
+        if proc.returncode in (0, 24):
+            errors.clear()
+        else:
+            errors.append("rsync exited %d: %s" % (proc.returncode, " ".join(proc.stderr.split())[-400:]))
+            if any(text in proc.stderr for text in _FATAL):
+                raise PullError("pull from %s (%s) refused, %s; rerun the playbook so the keys and the "
+                                "pinned host key are set up again" % (source_name, source, errors[-1]))
+        return bool(got)
+
+    while source_marker:
+        if one_pass(final=False):
+            last_new = clock()
+        status = read_marker(dest, source_marker)
+        if status is not None:
+            os.unlink(os.path.join(dest, marker_file(source_marker)))
+            if status:
+                raise PullError("source %s reports its copy failed: %s; fix that and rerun the playbook (this copy "
+                                "keeps the files it has and resumes)" % (source_name, status))
+            break
+        if len(errors) >= max_errors:
+            raise PullError("%d pulls from %s (%s) failed in a row, last: %s"
+                            % (len(errors), source_name, source, errors[-1]))
+        if clock() - last_new > stall_timeout:
+            raise PullError("no new file from %s (%s) for %d s and it has not finished; check the download or copy "
+                            "on %s, then rerun (the copy resumes)" % (source_name, source, stall_timeout, source_name))
+        sleep(interval)
+    errors.clear()
+    for _attempt in range(3):
+        one_pass(final=True)
+        if not errors:
+            break
+        sleep(interval)
+    if errors:
+        raise PullError("final pull from %s (%s) failed: %s" % (source_name, source, errors[-1]))
+    result.seconds = round(clock() - started, 1)
+    return result

@@ -50,10 +50,9 @@ options:
 attributes:
   check_mode:
     description: Asks the mirror for sizes (HEAD) and reports what would be fetched and the total bytes.
-    support: full
-  diff_mode:
-    description: Nothing to diff.
-    support: none
+extends_documentation_fragment:
+  - ascend_ops.vllm.weights
+  - ascend_ops.vllm.weights.done_marker
 author:
   - ascend_ops.vllm maintainers (@ascend-ops)
 """
@@ -95,7 +94,12 @@ from dataclasses import asdict
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.ascend_ops.vllm.plugins.module_utils._weights_dist import FetchError, Mirror, fetch_checkpoint
+from ansible_collections.ascend_ops.vllm.plugins.module_utils._weights_dist import (
+    FetchError,
+    MarkedCopy,
+    Mirror,
+    fetch_checkpoint,
+)
 
 
 def main() -> None:
@@ -108,16 +112,26 @@ def main() -> None:
             optional_files=dict(type="list", elements="str", default=[]),
             token=dict(type="str", no_log=True),
             timeout=dict(type="int", default=60),
+            done_marker=dict(type="str"),
         ),
         supports_check_mode=True,
     )
     params = module.params
+    copy = MarkedCopy(module, params["dest"], params["done_marker"] if not module.check_mode else None)
+    if copy.marker:
+        copy.start()
+
+    def describe(exc: Exception) -> str:
+        return "weights_fetch into %s: %s" % (params["dest"], exc)
+
     mirror = Mirror(params["url"], params["token"], params["timeout"])
     try:
         result = fetch_checkpoint(mirror, params["dest"], params["index_name"], params["files"],
                                   params["optional_files"], module.check_mode)
     except (FetchError, OSError) as exc:
-        module.fail_json(msg="weights_fetch into %s: %s" % (params["dest"], exc))
+        copy.fail(describe(exc))
+    if copy.marker:
+        copy.finish(params["index_name"], describe)
     module.exit_json(changed=bool(result.fetched), **asdict(result))
 
 

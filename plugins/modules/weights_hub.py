@@ -39,13 +39,15 @@ options:
   token:
     description: Hub access token.
     type: str
+  index_name:
+    description: Index file name for the check behind O(done_marker); default the only C(*.safetensors.index.json).
+    type: str
 attributes:
   check_mode:
     description: Reports the argv it would run without running it.
-    support: full
-  diff_mode:
-    description: Nothing to diff.
-    support: none
+extends_documentation_fragment:
+  - ascend_ops.vllm.weights
+  - ascend_ops.vllm.weights.done_marker
 author:
   - ascend_ops.vllm maintainers (@ascend-ops)
 """
@@ -73,7 +75,7 @@ stdout_tail:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.ascend_ops.vllm.plugins.module_utils._weights_dist import hub_argv, hub_env
+from ansible_collections.ascend_ops.vllm.plugins.module_utils._weights_dist import MarkedCopy, hub_argv, hub_env
 
 DEFAULT_EXECUTABLE = {"modelscope": "modelscope", "huggingface": "hf"}
 
@@ -87,6 +89,8 @@ def main() -> None:
             executable=dict(type="str"),
             revision=dict(type="str"),
             token=dict(type="str", no_log=True),
+            done_marker=dict(type="str"),
+            index_name=dict(type="str"),
         ),
         supports_check_mode=True,
     )
@@ -100,11 +104,17 @@ def main() -> None:
     argv = hub_argv(params["source"], found, params["repo_id"], params["dest"], params["revision"])
     if module.check_mode:
         module.exit_json(changed=True, cmd=argv, stdout_tail="")
+    copy = MarkedCopy(module, params["dest"], params["done_marker"])
+    if copy.marker:
+        copy.start()
     rc, out, err = module.run_command(argv, environ_update=hub_env(params["source"], params["token"]))
     tail = "\n".join((out + err).strip().splitlines()[-20:])
     if rc != 0:
-        module.fail_json(msg="%s exited %d while downloading %s into %s" % (argv[0], rc, params["repo_id"], params["dest"]),
-                         cmd=argv, rc=rc, stdout_tail=tail)
+        copy.fail("%s exited %d while downloading %s into %s" % (argv[0], rc, params["repo_id"], params["dest"]),
+                  cmd=argv, rc=rc, stdout_tail=tail)
+    if copy.marker:
+        copy.finish(params["index_name"], lambda exc: "%s downloaded %s into %s but the checkpoint is incomplete: %s"
+                    % (argv[0], params["repo_id"], params["dest"], exc), cmd=argv, stdout_tail=tail)
     module.exit_json(changed=True, cmd=argv, stdout_tail=tail)
 
 

@@ -15,6 +15,8 @@ description:
     O(expected_bytes).
   - Blocks until the async job O(jid) has finished, or the copy reached O(until_percent), or O(wait) seconds passed,
     so a short loop of this task prints a progress line per step while the transfer runs.
+  - Fails with the job's message once the job O(jid) has failed, so a failed transfer stops the play at the step
+    that sees it (no separate C(async_status) round is needed for a job reported finished).
 options:
   path:
     description: Directory being filled.
@@ -32,7 +34,9 @@ options:
     type: path
     default: ~/.ansible_async
   until_percent:
-    description: Return as soon as the copy has reached this percent.
+    description:
+      - Return as soon as the copy has reached this percent.
+      - 100 with O(jid) waits for the job to finish (it still checks the copy after the last byte).
     type: float
     default: 100.0
   wait:
@@ -46,10 +50,8 @@ options:
 attributes:
   check_mode:
     description: Read-only.
-    support: full
-  diff_mode:
-    description: Nothing to diff.
-    support: none
+extends_documentation_fragment:
+  - ascend_ops.vllm.weights
 author:
   - ascend_ops.vllm maintainers (@ascend-ops)
 """
@@ -98,18 +100,24 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.ascend_ops.vllm.plugins.module_utils._weights_dist import tree_bytes
 
 
-def job_finished(async_dir: str, jid: Optional[str]) -> bool:
-    """An async job has finished once its result file no longer says started (as async_status reads it)."""
+def job_state(async_dir: str, jid: Optional[str]) -> tuple[bool, dict]:
+    """(finished, result) of an async job, read as async_status reads it: finished once its result file no
+    longer says started; the result is the module's own once finished."""
     if not jid:
-        return True
+        return True, {}
     try:
         with open(os.path.join(async_dir, jid), encoding="utf-8") as fp:
             data = json.load(fp)
     except FileNotFoundError:
-        return False
+        return False, {}
     except ValueError:
-        return False  # being written
-    return not data.get("started") or bool(data.get("finished"))
+        return False, {}  # being written
+    finished = not data.get("started") or bool(data.get("finished"))
+    return finished, data if finished else {}
+
+
+def job_finished(async_dir: str, jid: Optional[str]) -> bool:
+    return job_state(async_dir, jid)[0]
 
 
 def percent_of(done: int, expected: int) -> Optional[float]:
@@ -131,14 +139,19 @@ def main() -> None:
     )
     params = module.params
     deadline = time.monotonic() + max(0, params["wait"])
+    async_dir = params["async_dir"]  # type path: already expanded
     while True:
-        finished = job_finished(params["async_dir"], params["jid"])
+        finished, job = job_state(async_dir, params["jid"])
         done, files = tree_bytes(params["path"])
         percent = percent_of(done, params["expected_bytes"])
-        reached = percent is not None and percent >= params["until_percent"]
+        reached = (percent is not None and percent >= params["until_percent"]
+                   and (params["until_percent"] < 100.0 or not params["jid"]))
         if finished or reached or time.monotonic() >= deadline:
             break
         time.sleep(params["interval"])
+    if finished and job.get("failed"):
+        module.fail_json(msg="the transfer into %s failed: %s" % (params["path"], job.get("msg", job)),
+                         bytes=done, files=files, percent=percent, finished=True)
     shown = "%.1f MiB" % (done / 1048576.0)
     if percent is not None:
         shown += " of %.1f MiB (%.1f%%)" % (params["expected_bytes"] / 1048576.0, percent)

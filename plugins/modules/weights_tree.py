@@ -27,10 +27,8 @@ options:
 attributes:
   check_mode:
     description: Same result in check mode.
-    support: full
-  diff_mode:
-    description: Nothing to diff.
-    support: none
+extends_documentation_fragment:
+  - ascend_ops.vllm.weights
 author:
   - ascend_ops.vllm maintainers (@ascend-ops)
 """

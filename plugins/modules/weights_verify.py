@@ -49,10 +49,8 @@ options:
 attributes:
   check_mode:
     description: Read-only; runs the same checks in check mode and never reports a change.
-    support: full
-  diff_mode:
-    description: Read-only; there is nothing to diff.
-    support: none
+extends_documentation_fragment:
+  - ascend_ops.vllm.weights
 author:
   - ascend_ops.vllm maintainers (@ascend-ops)
 """
@@ -85,6 +83,10 @@ tensor_count:
   type: int
 total_bytes:
   description: Sum of the tensors' data bytes (the weight bytes to place on NPUs).
+  returned: success
+  type: int
+dir_bytes:
+  description: Bytes of the files under O(path) an in-cluster copy takes (hidden and partial files left out).
   returned: success
   type: int
 manifest_checked:

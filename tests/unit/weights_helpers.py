@@ -1,4 +1,5 @@
-"""Synthetic safetensors checkpoints for the weight tests and benchmarks/mtp_adjust.py (no torch).
+"""Synthetic safetensors checkpoints for the weight tests and benchmarks/mtp_adjust.py (no torch), and a loopback
+HTTP server for the mirror tests.
 
 The writer and reader here are deliberately independent of plugins/module_utils/_safetensors.py
 so that tests check the module against a second implementation of the format.
@@ -6,6 +7,9 @@ so that tests check the module against a second implementation of the format.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import http.server
 import json
 import os
 import random
@@ -13,9 +17,10 @@ import re
 import struct
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 ITEM_BYTES = {"BF16": 2, "F16": 2, "F32": 4, "I8": 1, "U8": 1, "I32": 4, "I64": 8}
 WRITE_CHUNK = 4 * 1024 * 1024
@@ -132,3 +137,24 @@ def run_cli(module: str, args: str, *flags: str) -> tuple[str, dict]:
     if not match:
         raise AssertionError("no result in ansible output:\n%s\n%s" % (proc.stdout, proc.stderr))
     return match.group(1), dict(json.loads(match.group(2)), _stdout=proc.stdout)
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    """Static files, no request log on stderr."""
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def serve_directory(root: Path, handler: type[http.server.SimpleHTTPRequestHandler] = QuietHandler) -> Iterator[str]:
+    """Serve ``root`` on a free loopback port while the block runs; yields ``http://127.0.0.1:<port>/``."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(root)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield "http://127.0.0.1:%d/" % server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()

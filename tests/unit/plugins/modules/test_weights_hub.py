@@ -11,8 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.ascend_ops.vllm.plugins.module_utils._weights_dist import read_marker
+from ansible_collections.ascend_ops.vllm.plugins.modules import weights_hub
+
 REPO = Path(__file__).resolve().parents[4]
 TOKEN = "tok-9f3c2a-never-in-logs"
+MARKER = ".ascend-ops-weights-20260101T000000000000-node0"
 
 FAKE_CLIENT = """#!{python}
 import json, os, sys
@@ -75,3 +81,28 @@ def test_path_source_without_weights_fails_naming_the_path(tmp_path: Path) -> No
     proc = run_role(tmp_path, "path", tmp_path / "unused", tmp_path / "nowhere")
     assert proc.returncode != 0
     assert "no host holds a verified checkpoint at %s" % (tmp_path / "nowhere") in proc.stdout
+
+
+@pytest.mark.parametrize("body,expect", [
+    ("", None),
+    ("sys.exit(3)", "{client} exited 3 while downloading vllm-ascend/GLM5-w8a8 into {dest}"),
+    ("import shutil; shutil.rmtree(sys.argv[-1])",
+     "{client} downloaded vllm-ascend/GLM5-w8a8 into {dest} but the checkpoint is incomplete: "),
+], ids=["ok", "client-fails", "incomplete"])
+def test_hub_completion_marker(capsys, tmp_path: Path, body: str, expect: str) -> None:
+    """In-process: the marker that hosts pulling from this one wait for says ok, or failed with the module's message."""
+    client = tmp_path / "modelscope"
+    client.write_text(FAKE_CLIENT.format(python=sys.executable, helpers=str(REPO / "tests" / "unit"),
+                                         record=str(tmp_path / "calls.jsonl")) + body + "\n")
+    client.chmod(0o755)
+    dest = tmp_path / "weights"
+    args = {"source": "modelscope", "repo_id": "vllm-ascend/GLM5-w8a8", "dest": str(dest), "executable": str(client),
+            "done_marker": MARKER}
+    with patch_module_args(args), pytest.raises(SystemExit):
+        weights_hub.main()
+    result = json.loads(capsys.readouterr().out)
+    if expect is None:
+        assert result["changed"] and not result.get("failed") and read_marker(str(dest), MARKER) == ""
+    else:
+        assert result["failed"] and result["msg"].startswith(expect.format(client=client, dest=dest))
+        assert read_marker(str(dest), MARKER) == result["msg"]
