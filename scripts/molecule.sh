@@ -8,7 +8,7 @@ export PATH="$PWD/.venv/bin:$PATH"
 # run by name: scripts/molecule.sh network ... (see docs/testing.md for their status).
 scenarios=("$@")
 if ((${#scenarios[@]} == 0)); then
-    scenarios=(sim_dp single_node multi_node_dp network pd_1p1d proxy_failover)
+    scenarios=(sim_dp single_node multi_node_dp network pd_1p1d proxy_failover weights upgrade host_tuning)
 fi
 trap '.venv/bin/python sim/simctl down >/dev/null 2>&1 || true' EXIT
 failed=()
