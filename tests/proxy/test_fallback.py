@@ -18,6 +18,13 @@ def drain(proxy: int, role: str, port: int, action: str = "drain") -> None:
     assert status == 200, raw
 
 
+def one_pair(cluster, *extra: str) -> tuple[int, int, int]:
+    """The 1P1D shape: one prefill engine, one decode engine and the proxy; their ports."""
+    p_port = cluster.worker("prefill")
+    d_port = cluster.worker("decode")
+    return p_port, d_port, cluster.proxy([p_port], [d_port], *extra)
+
+
 def fallbacks(proxy: int) -> dict[str, int]:
     text = request(proxy, "GET", "/metrics")[2].decode()
     return {m[0]: int(m[1]) for m in re.findall(r'ascend_proxy_fallback_total\{served_by="(\w+)"\} (\d+)', text)}
@@ -25,9 +32,7 @@ def fallbacks(proxy: int) -> dict[str, int]:
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_drained_prefill_lets_decode_serve_whole_requests(cluster, stream):
-    p_port = cluster.worker("prefill")
-    d_port = cluster.worker("decode")
-    proxy = cluster.proxy([p_port], [d_port])
+    p_port, d_port, proxy = one_pair(cluster)
     drain(proxy, "prefill", p_port)
 
     status, snap = healthcheck(proxy)
@@ -48,9 +53,7 @@ def test_drained_prefill_lets_decode_serve_whole_requests(cluster, stream):
 
 
 def test_drained_decode_lets_prefill_serve_whole_requests(cluster):
-    p_port = cluster.worker("prefill")
-    d_port = cluster.worker("decode")
-    proxy = cluster.proxy([p_port], [d_port])
+    p_port, d_port, proxy = one_pair(cluster)
     drain(proxy, "decode", d_port)
 
     status, _unused, raw = request(proxy, "POST", "/v1/completions", {"prompt": "x", "max_tokens": 4})
@@ -66,9 +69,7 @@ def test_drained_decode_lets_prefill_serve_whole_requests(cluster):
 
 
 def test_fallback_off_answers_503(cluster):
-    p_port = cluster.worker("prefill")
-    d_port = cluster.worker("decode")
-    proxy = cluster.proxy([p_port], [d_port], "--fallback", "off")
+    p_port, _unused, proxy = one_pair(cluster, "--fallback", "off")
     drain(proxy, "prefill", p_port)
 
     status, _unused, raw = request(proxy, "POST", "/v1/completions", {"prompt": "x"})
@@ -80,9 +81,7 @@ def test_fallback_off_answers_503(cluster):
 
 @pytest.mark.parametrize("mode, served", [("drained", False), ("always", True)])
 def test_a_dead_role_falls_back_only_in_always_mode(cluster, mode, served):
-    p_port = cluster.worker("prefill")
-    d_port = cluster.worker("decode")
-    proxy = cluster.proxy([p_port], [d_port], "--fallback", mode)
+    p_port, d_port, proxy = one_pair(cluster, "--fallback", mode)
     cluster.kill_worker(p_port)
     wait_until(lambda: healthcheck(proxy)[1]["prefill"][0]["state"] == "down", 5)
 
@@ -97,9 +96,7 @@ def test_a_dead_role_falls_back_only_in_always_mode(cluster, mode, served):
 
 
 def test_both_roles_out_is_503(cluster):
-    p_port = cluster.worker("prefill")
-    d_port = cluster.worker("decode")
-    proxy = cluster.proxy([p_port], [d_port])
+    p_port, d_port, proxy = one_pair(cluster)
     drain(proxy, "prefill", p_port)
     drain(proxy, "decode", d_port)
 
