@@ -7,9 +7,8 @@ preflight failures (one per odd host)."""
 from __future__ import annotations
 
 import json
-from collections import Counter
 
-from ansible_collections.ascend_ops.vllm.plugins.module_utils._snapshot import differences
+from ansible_collections.ascend_ops.vllm.plugins.module_utils._snapshot import differences, odd_hosts, under
 
 DOCUMENTATION = r"""
 name: snapshot_differences
@@ -68,11 +67,6 @@ _value:
 MISSING = "<missing"
 
 
-def _under(key: str, prefixes) -> str | None:
-    """The first of ``prefixes`` that ``key`` is or starts with (``driver`` holds ``driver.Version``)."""
-    return next((p for p in prefixes if key == p or key.startswith(p + ".")), None)
-
-
 def snapshot_differences(snapshots, roles, matter=(), across=()):
     """Rows of keys whose values differ between hosts of one role; with ``across``, also rows for keys under
     those prefixes on which each role agrees inside but the roles disagree."""
@@ -83,7 +77,7 @@ def snapshot_differences(snapshots, roles, matter=(), across=()):
     reported = {row["key"] for row in rows}
     together = "+".join(dict.fromkeys(role for host, role in roles.items() if host in snapshots))
     between = differences(snapshots, dict.fromkeys(roles, together), matter)
-    return rows + [row for row in between if _under(row["key"], across) and row["key"] not in reported]
+    return rows + [row for row in between if under(row["key"], across) and row["key"] not in reported]
 
 
 def _show(value) -> str:
@@ -118,19 +112,15 @@ def snapshot_failures(rows, fixes=None, known=None, absent_ok=(), group=(), labe
             continue
         key, role = row["key"], row["role"]
         values = {host: value for host, value in row["values"].items()
-                  if not (_under(key, absent_ok) and isinstance(value, str) and value.startswith(MISSING))}
-        encoded = {host: json.dumps(value, sort_keys=True) for host, value in values.items()}
-        tally = Counter(encoded.values()).most_common()
-        if len(tally) < 2:
-            continue
-        common = tally[0][0] if tally[0][1] > tally[1][1] else None
-        holders = [host for host in values if encoded[host] == common]
-        prefix = _under(key, fixes) or _under(key, known) or key.split(".")[0]
-        for host in (h for h in values if h not in holders):
+                  if not (under(key, absent_ok) and isinstance(value, str) and value.startswith(MISSING))}
+        odd = odd_hosts(values)
+        holders = [host for host in values if host not in odd]
+        prefix = under(key, fixes) or under(key, known) or key.split(".")[0]
+        for host in odd:
             entry = {"host": host, "role": role, "key": key, "prefix": prefix, "value": values[host],
                      "holders": holders, "expected": _show(values[holders[0]]) if holders else None,
                      "values": values}
-            top = _under(key, group)
+            top = under(key, group)
             if top:
                 grouped.setdefault((host, role, top), []).append(entry)
             else:

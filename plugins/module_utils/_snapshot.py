@@ -133,6 +133,22 @@ def flatten(value, prefix: str = "") -> dict:
     return {prefix: value}
 
 
+def under(key: str, prefixes) -> str | None:
+    """The first of ``prefixes`` that ``key`` is or starts with (``driver`` holds ``driver.Version``)."""
+    return next((p for p in prefixes if key == p or key.startswith(p + ".")), None)
+
+
+def odd_hosts(values: dict) -> list:
+    """Hosts whose value is not the one most hosts hold (every host when no value has a majority of its own;
+    none when all agree). ``values`` maps host -> value."""
+    encoded = {host: json.dumps(v, sort_keys=True) for host, v in values.items()}
+    tally = Counter(encoded.values()).most_common()
+    if len(tally) < 2:
+        return []
+    common = tally[0][0] if tally[0][1] > tally[1][1] else None
+    return [host for host in values if encoded[host] != common]
+
+
 def differences(snapshots: dict, roles: dict, matter: tuple = ()) -> list[dict]:
     """Every key whose value differs between hosts of the same role.
 
@@ -153,11 +169,8 @@ def differences(snapshots: dict, roles: dict, matter: tuple = ()) -> list[dict]:
         keys = sorted(set().union(*(f.keys() for f in flat.values())))
         for key in keys:
             values = {host: flat[host].get(key, "<missing>") for host in hosts}
-            encoded = {host: json.dumps(v, sort_keys=True) for host, v in values.items()}
-            if len(set(encoded.values())) > 1:
-                tally = Counter(encoded.values()).most_common()
-                common = tally[0][0] if tally[0][1] > tally[1][1] else None
-                rows.append({"role": role, "key": key, "values": values,
-                             "odd": [host for host in hosts if encoded[host] != common],
-                             "matters": any(key == m or key.startswith(m + ".") for m in matter)})
+            odd = odd_hosts(values)
+            if odd:
+                rows.append({"role": role, "key": key, "values": values, "odd": odd,
+                             "matters": under(key, matter) is not None})
     return rows

@@ -10,7 +10,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass
-from typing import cast
+from typing import NoReturn, cast
 
 from . import jsonfast
 from .engines import ROLES, Engine, Registry, health_loop, parse_instance, probe
@@ -383,7 +383,7 @@ class Proxy:
                 if att.fallback:
                     return await decode(att, None)
                 if not self.registry.healthy("decode"):  # no prefill whose KV nobody would fetch
-                    self._choose(att, "decode")
+                    self._no_engine(att, "decode")
                 if kv is None or p_eng is None or not p_eng.up:
                     p_eng, kv = await self._prefill(att)
                 return await decode(att, kv)
@@ -444,13 +444,17 @@ class Proxy:
     def _choose(self, att: Attempt, role: str) -> Engine:
         eng = self.registry.pick(role, att.excluded(role))
         if eng is None:
-            other = None if att.fallback else self._fallback_for(role)
-            if other is not None:
-                raise FallBack(other)
-            raise Failure(503, "no_healthy_engine", f"no healthy {role} engine (see GET /healthcheck)",
-                          None, role, retriable=False)
+            self._no_engine(att, role)
         att.used.append(eng.tag)
         return eng
+
+    def _no_engine(self, att: Attempt, role: str) -> NoReturn:
+        """`role` has no engine for this request: FallBack to the other role when --fallback allows, else 503."""
+        other = None if att.fallback else self._fallback_for(role)
+        if other is not None:
+            raise FallBack(other)
+        raise Failure(503, "no_healthy_engine", f"no healthy {role} engine (see GET /healthcheck)",
+                      None, role, retriable=False)
 
     async def _send(self, eng: Engine, att: Attempt, body: bytes, buffered: bool) -> ClientResponse:
         """POST to an engine (buffered: the whole answer within one deadline), mapping failures to Failure."""

@@ -716,12 +716,16 @@ class BackendConnection(asyncio.Protocol):
         self.transport.write(payload)  # type: ignore[union-attr]
         return waiter
 
-    def _resolve(self, resp: ClientResponse) -> None:
+    def _take_waiter(self) -> asyncio.Future | None:
+        """The exchange's pending future (None if already settled), its deadline cancelled."""
         waiter, self._waiter = self._waiter, None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if waiter is not None and not waiter.done():
+        return waiter if waiter is not None and not waiter.done() else None
+
+    def _resolve(self, resp: ClientResponse) -> None:
+        if (waiter := self._take_waiter()) is not None:
             waiter.set_result(resp)
 
     def _finish(self, reusable: bool) -> None:
@@ -744,11 +748,7 @@ class BackendConnection(asyncio.Protocol):
     def _fail(self, exc: BaseException) -> None:
         self._state = _DONE
         resp, self._resp = self._resp, None
-        waiter, self._waiter = self._waiter, None
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if waiter is not None and not waiter.done():
+        if (waiter := self._take_waiter()) is not None:
             waiter.set_exception(exc)
         elif resp is not None and not self._buffered:
             resp._end(exc)  # type: ignore[attr-defined]  # pylint: disable=protected-access
